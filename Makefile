@@ -1,0 +1,58 @@
+# pinnacle-sc: two entry points, `make demo` and `make test`; both build .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= all
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lint dryrun report bench lock clean
+
+venv: $(STAMP)
+
+# torch first (a CPU build); every later pip call is constrained to it so no CUDA wheels arrive.
+$(STAMP): envs/lock.txt envs/constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r envs/lock.txt -c envs/constraints.txt
+	$(PIP) install -q --no-deps -e .
+	$(PIP) check
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(SNAKEMAKE) --cores $(CORES)
+	$(SNAKEMAKE) --report results/report.html
+	@echo
+	@echo "== truth check (results/truth_check.tsv) =="
+	@column -t -s "$$(printf '\t')" results/truth_check.tsv
+	@echo
+	@echo "Report: $(CURDIR)/results/report.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(SNAKEMAKE) --lint
+
+dryrun: $(STAMP)
+	$(SNAKEMAKE) -n
+
+report: $(STAMP)
+	$(SNAKEMAKE) --report results/report.html
+
+bench: $(STAMP)
+	$(SNAKEMAKE) --cores $(CORES) --forceall
+	$(PY) -m pinnacle.benchmarks benchmarks results/benchmarks.tsv
+
+lock: $(STAMP)
+	( echo "# Full pinned environment (pip freeze of a verified install; Python 3.11, CPU torch)."; \
+	  echo "# Regenerate: make lock"; \
+	  $(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' ) > envs/lock.txt
+
+clean:
+	rm -rf results logs benchmarks demo .snakemake

@@ -1,0 +1,14 @@
+"""One exception type for bad input, so the workflow can show it without a traceback wall."""
+
+
+class InputError(ValueError):
+    """Bad user input. The message names the file (and row/key), what is wrong, and the fix."""
+
+    def __init__(self, where: str, problem: str, fix: str | None = None):
+        self.where = str(where)
+        self.problem = problem
+        self.fix = fix
+        msg = f"{self.where}: {problem}"
+        if fix:
+            msg += f" Fix: {fix}"
+        super().__init__(msg)

@@ -1,0 +1,93 @@
+"""The self-check: compare pipeline results on a simulated cohort with its planted truth.
+
+This is the only module that reads a ``truth/`` folder; no analysis module may, or the check
+would prove nothing. Each stage contributes a ``check_*`` function that returns rows
+``metric, value, threshold, direction, pass, detail``; ``truth_table`` stacks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["metric", "value", "threshold", "direction", "pass", "detail"]
+
+
+def row(metric: str, value: float, threshold: float, *, direction: str = ">=",
+        detail: str = "") -> dict:
+    """One truth-check row; ``direction`` says how value must compare with threshold."""
+    if direction not in (">=", "<=", "=="):
+        raise ValueError(f"direction must be '>=', '<=' or '==', not {direction!r}")
+    value = float(value)
+    ok = {">=": value >= threshold, "<=": value <= threshold, "==": np.isclose(value, threshold)}[direction]
+    return {"metric": metric, "value": round(value, 4), "threshold": threshold,
+            "direction": direction, "pass": bool(ok and np.isfinite(value)), "detail": detail}
+
+
+def truth_table(rows: Iterable[dict]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=COLUMNS)
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U form, ties counted half)."""
+    from scipy.stats import rankdata
+
+    score = np.asarray(score, dtype=float)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def check_rna_reading(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
+    """Every simulated cell read once, under its own id, in the right sample."""
+    ours, theirs = set(cells.index.astype(str)), set(truth_cells["cell_id"].astype(str))
+    jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
+    per_sample = cells.groupby("sample_id", observed=True).size()
+    expected = truth_cells.groupby("sample_id").size()
+    same = (per_sample.reindex(expected.index).fillna(-1).astype(int) == expected).mean()
+    joined = cells.join(truth_cells.set_index("cell_id")[["sample_id"]], rsuffix="_truth", how="inner")
+    right_sample = (joined["sample_id"].astype(str) == joined["sample_id_truth"].astype(str)).mean()
+    return [
+        row("rna_cell_ids_match", jaccard, 1.0, detail=f"{len(ours)} cells read, {len(theirs)} simulated"),
+        row("rna_samples_cell_count_match", same, 1.0, detail=f"{len(expected)} samples"),
+        row("rna_cells_in_right_sample", right_sample, 1.0),
+    ]
+
+
+def check_qc_metrics(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
+    """The QC metrics carry the planted low-quality signal (high mitochondrial fraction)."""
+    t = truth_cells.set_index("cell_id")
+    joined = cells.join(t[["is_low_quality", "is_doublet"]], how="inner")
+    singlets = ~joined["is_doublet"].astype(bool)
+    auc = auroc(joined.loc[singlets, "pct_counts_mt"], joined.loc[singlets, "is_low_quality"].astype(bool))
+    return [row("low_quality_pct_mt_auroc", auc, 0.95,
+                detail="AUROC of % mitochondrial for planted low-quality vs good singlets")]
+
+
+def check_adt(qc_summary: pd.DataFrame, n_tags: int) -> list[dict]:
+    """Every sample's antibody tags were read and split from the genes."""
+    frac = float((qc_summary["n_adt"] == n_tags).mean())
+    return [row("adt_tags_read", frac, 1.0, detail=f"fraction of samples with all {n_tags} tags")]
+
+
+def check_dna_reading(dna_cells: Iterable[str], truth_dna: pd.DataFrame) -> list[dict]:
+    ours, theirs = set(map(str, dna_cells)), set(truth_dna["cell_id"].astype(str))
+    jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
+    return [row("dna_cell_ids_match", jaccard, 1.0, detail=f"{len(ours)} read, {len(theirs)} simulated")]
+
+
+def check_proteomics_reading(protein_groups: Iterable[str], n_samples: int,
+                             truth_proteins: pd.DataFrame, n_truth_samples: int) -> list[dict]:
+    """Decoys, contaminants and only-by-site groups removed; every real protein kept."""
+    ours = set(map(str, protein_groups))
+    theirs = set(truth_proteins["protein_id"].astype(str))
+    jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
+    return [row("proteomics_groups_match", jaccard, 1.0,
+                detail=f"{len(ours)} groups kept, {len(theirs)} simulated proteins"),
+            row("proteomics_samples_read", n_samples / max(n_truth_samples, 1), 1.0,
+                direction="==", detail=f"{n_samples} of {n_truth_samples}")]

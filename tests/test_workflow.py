@@ -1,0 +1,120 @@
+"""End-to-end: the workflow on a tiny simulated cohort in a temporary directory.
+
+One demo-mode run (the cohort written by the workflow itself), then the same files analysed as
+"real data" through the sample sheets, plus lint, dry-run, report, and bad-sheet behaviour.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+pytestmark = pytest.mark.slow
+
+
+def _config(workdir: Path, **override) -> Path:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["demo"].update(n_patients=2, n_responders=1, cells_per_sample=300, dna_cells_per_sample=40)
+    for key, value in override.items():
+        cfg[key] = value
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                       "--configfile", str(configfile), *args]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    cfg = _config(workdir)
+    _run(workdir, cfg, "--cores", "2")
+    return workdir, cfg
+
+
+def test_outputs_exist_and_agree(demo_run):
+    workdir, _ = demo_run
+    res = workdir / "results"
+    qc = pd.read_csv(res / "rna" / "qc_summary.tsv", sep="\t")
+    assert len(qc) == 4 and (qc["n_cells"] > 0).all()
+    cohort = ad.read_h5ad(res / "cohort" / "rna_counts.h5ad", backed="r")
+    assert cohort.n_obs == qc["n_cells"].sum()
+    assert {"sample_id", "patient_id", "timepoint", "response", "pct_counts_mt"} <= set(cohort.obs)
+    assert cohort.obs_names[0].split(":")[0] in set(qc["sample_id"])
+    cells = pd.read_csv(res / "cohort" / "cells.tsv.gz", sep="\t", index_col="cell_id")
+    assert list(cells.index) == list(cohort.obs_names)
+    # Each patient has one responder status on both samples.
+    assert (cells.groupby("patient_id")["response"].nunique() == 1).all()
+    prot = ad.read_h5ad(res / "rna" / "P01_baseline" / "prot.h5ad")
+    assert prot.n_vars >= 25 and (prot.var["feature_types"] == "Antibody Capture").all()
+    assert (res / "figures" / "qc_summary.png").stat().st_size > 10_000
+    dna = ad.read_h5ad(res / "dna" / "P01_baseline" / "bins.h5ad")
+    assert dna.n_obs == 40 and {"chrom", "start", "end"} <= set(dna.var)
+    prot_bulk = ad.read_h5ad(res / "proteomics" / "proteomics.h5ad")
+    assert prot_bulk.n_obs == 4 and set(prot_bulk.obs["patient_id"]) == {"P01", "P02"}
+    assert (workdir / "logs").is_dir() and any((workdir / "benchmarks").rglob("*.tsv"))
+
+
+def test_truth_check_all_rows_pass(demo_run):
+    workdir, _ = demo_run
+    table = pd.read_csv(workdir / "results" / "truth_check.tsv", sep="\t")
+    assert len(table) >= 6
+    assert table["pass"].all(), table.to_string()
+
+
+def test_rerun_is_noop_and_dryrun_lint_report(demo_run):
+    workdir, cfg = demo_run
+    proc = _run(workdir, cfg, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    lint = _run(workdir, cfg, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    _run(workdir, cfg, "--report", "results/report.html")
+    html = (workdir / "results" / "report.html").read_text(errors="ignore")
+    assert len(html) > 50_000
+
+
+def test_sheets_run_as_real_data(demo_run, tmp_path):
+    """The demo's own files, given through the sheets, go through the non-demo path."""
+    workdir, _ = demo_run
+    real = tmp_path / "real"
+    shutil.copytree(workdir / "demo", real / "demo")
+    (real / "config").mkdir()
+    shutil.copy(real / "demo" / "samples.tsv", real / "config" / "samples.tsv")
+    shutil.copy(real / "demo" / "patients.tsv", real / "config" / "patients.tsv")
+    cfg = _config(real, demo={"enabled": False}, truth="demo/truth",
+                  proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
+                              "quantity": "LFQ intensity"})
+    _run(real, cfg, "--cores", "2")
+    table = pd.read_csv(real / "results" / "truth_check.tsv", sep="\t")
+    assert table["pass"].all(), table.to_string()
+
+
+def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):
+    workdir, _ = demo_run
+    bad = tmp_path / "bad"
+    (bad / "config").mkdir(parents=True)
+    samples = pd.read_csv(workdir / "demo" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    samples.loc[1, "patient_id"] = "P99"
+    samples.to_csv(bad / "config" / "samples.tsv", sep="\t", index=False)
+    shutil.copy(workdir / "demo" / "patients.tsv", bad / "config" / "patients.tsv")
+    cfg = _config(bad, demo={"enabled": False})
+    proc = _run(bad, cfg, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "line 3" in proc.stderr and "patient 'P99' is not in the patient sheet" in proc.stderr
+    assert not (bad / "results").exists()

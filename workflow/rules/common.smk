@@ -1,0 +1,103 @@
+# The only place that loads and validates config and sheets; rules stay declarative.
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from pinnacle.errors import InputError  # noqa: E402
+from pinnacle import sheets  # noqa: E402
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+DEMO = config["demo"]["enabled"]
+RESPONSE = config["response"]
+
+
+def _load_sheets():
+    """Sample and patient sheets, validated and cross-checked (demo: built from its settings)."""
+    if DEMO:
+        from pinnacle.simulate import cohort_sheets
+
+        demo = config["demo"]
+        samples, patients = cohort_sheets(
+            demo["outdir"], n_patients=demo["n_patients"], n_responders=demo["n_responders"]
+        )
+        samples = samples.astype(str).replace("nan", "")
+        patients = patients.astype(str)
+        sample_path, patient_path = "demo cohort samples", "demo cohort patients"
+        pending = [p for c in sheets.MODALITY_COLUMNS for p in samples[c] if p]
+    else:
+        sample_path, patient_path = config["samples"], config["patients"]
+        samples = sheets.read_sheet(sample_path, kind="samples", required=("sample_id", "patient_id", "timepoint"))
+        patients = sheets.read_sheet(patient_path, kind="patients", required=("patient_id",))
+        pending = []
+    for i, row in samples.iterrows():
+        try:
+            validate(row.to_frame().T, schema="../schemas/samples.schema.yaml")
+        except Exception as err:
+            raise InputError(f"{sample_path}, line {i + 2}", str(err).splitlines()[0],
+                             "see config/README.md, section 'Sample sheet'.") from None
+    validate(patients, schema="../schemas/patients.schema.yaml")
+    patients = sheets.check_patients(patients, response_column=RESPONSE["column"],
+                                     response_levels=RESPONSE["levels"], path=patient_path)
+    samples = sheets.check_samples(samples, patients, timepoints=config["timepoints"],
+                                   pending=pending, path=sample_path)
+    return sheets.annotate_samples(samples, patients, response_column=RESPONSE["column"]), patients
+
+
+samples, patients = _load_sheets()
+RNA_SAMPLES = [s for s in samples.index if samples.loc[s, "rna"]]
+DNA_SAMPLES = [s for s in samples.index if samples.loc[s, "dna"]]
+
+if DEMO:
+    TRUTH = f"{config['demo']['outdir']}/truth"
+    PROTEOMICS = {"path": f"{config['demo']['outdir']}/proteomics/proteinGroups.txt",
+                  "format": "maxquant", "quantity": "LFQ intensity"}
+else:
+    TRUTH = config.get("truth", "")
+    PROTEOMICS = config["proteomics"]
+    if PROTEOMICS["path"] and not Path(PROTEOMICS["path"]).exists():
+        raise InputError(f"config.yaml, key proteomics.path",
+                         f"the file '{PROTEOMICS['path']}' does not exist.",
+                         "correct the path or set it to \"\" when there is no proteomics.")
+    if TRUTH and not Path(TRUTH, "cells.tsv.gz").exists():
+        raise InputError("config.yaml, key truth", f"'{TRUTH}' is not a simulated cohort's truth folder "
+                         "(no cells.tsv.gz in it).", "point it at <cohort>/truth or set it to \"\".")
+
+
+wildcard_constraints:
+    sample="|".join(map(str, samples.index)),
+
+
+def sample_meta(sample):
+    """Per-sample metadata handed to adapters via params (never read config inside a script)."""
+    row = samples.loc[sample]
+    return {"sample_id": sample, "patient_id": row["patient_id"], "timepoint": row["timepoint"],
+            "response": row["response"]}
+
+
+def get_rna(wildcards):
+    return samples.loc[wildcards.sample, "rna"]
+
+
+def get_rna_raw(wildcards):
+    raw = samples.loc[wildcards.sample, "rna_raw"]
+    return [raw] if raw else []
+
+
+def get_dna(wildcards):
+    return samples.loc[wildcards.sample, "dna"]
+
+
+def get_final_output():
+    out = ["results/cohort/rna_counts.h5ad", "results/rna/qc_summary.tsv",
+           "results/figures/qc_summary.png"]
+    out += expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES)
+    if PROTEOMICS["path"]:
+        out.append("results/proteomics/proteomics.h5ad")
+    if TRUTH:
+        out.append("results/truth_check.tsv")
+    return out

@@ -1,0 +1,23 @@
+# Stage 5: proteomics. Bulk proteomics is read once for the cohort.
+
+
+rule read_proteomics:
+    input:
+        PROTEOMICS["path"] if PROTEOMICS["path"] else [],
+    output:
+        h5ad="results/proteomics/proteomics.h5ad",
+    params:
+        format=PROTEOMICS["format"],
+        quantity=PROTEOMICS.get("quantity"),
+        samples=samples[["sample_id", "patient_id", "timepoint", "response"]].to_dict("records"),
+    log:
+        "logs/proteomics/read_proteomics.log",
+    benchmark:
+        "benchmarks/proteomics/read_proteomics.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/read_proteomics.py"

@@ -1,0 +1,11 @@
+"""Adapter: read one sample's scDNA bin counts into a cells x bins AnnData."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from pinnacle import io, sheets  # noqa: E402
+
+meta = snakemake.params.meta
+dna = sheets.label_cells(io.read_scdna(snakemake.input.dna, sample_id=meta["sample_id"]), **meta)
+dna.write_h5ad(snakemake.output.h5ad, compression="gzip")
+print(f"{meta['sample_id']}: {dna.n_obs} cells x {dna.n_vars} bins", file=sys.stderr)
