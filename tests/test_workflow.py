@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _config(workdir: Path, **override) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["demo"].update(n_patients=2, n_responders=1, cells_per_sample=300, dna_cells_per_sample=40)
+    cfg["demo"].update(n_patients=2, n_responders=1, cells_per_sample=800, dna_cells_per_sample=40)
     for key, value in override.items():
         cfg[key] = value
     path = workdir / "config.yaml"
@@ -52,9 +52,9 @@ def test_outputs_exist_and_agree(demo_run):
     workdir, _ = demo_run
     res = workdir / "results"
     qc = pd.read_csv(res / "rna" / "qc_summary.tsv", sep="\t")
-    assert len(qc) == 4 and (qc["n_cells"] > 0).all()
+    assert len(qc) == 4 and (qc["n_cells_kept"] > 0).all()
     cohort = ad.read_h5ad(res / "cohort" / "rna_counts.h5ad", backed="r")
-    assert cohort.n_obs == qc["n_cells"].sum()
+    assert cohort.n_obs == qc["n_cells_kept"].sum()
     assert {"sample_id", "patient_id", "timepoint", "response", "pct_counts_mt"} <= set(cohort.obs)
     assert cohort.obs_names[0].split(":")[0] in set(qc["sample_id"])
     cells = pd.read_csv(res / "cohort" / "cells.tsv.gz", sep="\t", index_col="cell_id")
@@ -97,7 +97,10 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     (real / "config").mkdir()
     shutil.copy(real / "demo" / "samples.tsv", real / "config" / "samples.tsv")
     shutil.copy(real / "demo" / "patients.tsv", real / "config" / "patients.tsv")
-    cfg = _config(real, demo={"enabled": False}, truth="demo/truth",
+    # Outside the demo, the expected doublet rate is the user's to give (cells loaded).
+    qc = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["qc"]
+    qc["doublets"]["expected_rate"] = 0.05
+    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc,
                   proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
                               "quantity": "LFQ intensity"})
     _run(real, cfg, "--cores", "2")
@@ -118,3 +121,16 @@ def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):
     assert proc.returncode != 0
     assert "line 3" in proc.stderr and "patient 'P99' is not in the patient sheet" in proc.stderr
     assert not (bad / "results").exists()
+
+
+def test_shipped_sheets_describe_the_default_demo():
+    """config/samples.tsv and patients.tsv are the demo's own sheets: a template that runs."""
+    from pinnacle.simulate import cohort_sheets
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]
+    samples, patients = cohort_sheets(cfg["outdir"], n_patients=cfg["n_patients"],
+                                      n_responders=cfg["n_responders"], seed=cfg["seed"])
+    shipped_s = pd.read_csv(REPO / "config" / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    shipped_p = pd.read_csv(REPO / "config" / "patients.tsv", sep="\t", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(shipped_s, samples.astype(str), check_dtype=False)
+    pd.testing.assert_frame_equal(shipped_p, patients.astype(str), check_dtype=False)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
+import scanpy as sc
 import pandas as pd
 from anndata.experimental import concat_on_disk
 
@@ -53,8 +55,184 @@ def merge_samples_on_disk(paths: Sequence[str | Path], out: str | Path, *,
         log.warning("%d of %d genes are missing from at least one sample and are dropped (join=%s)",
                     len(union) - len(common), len(union), join)
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(out.stem + ".partial" + out.suffix)
     concat_on_disk([str(p) for p in paths], str(tmp), join=join, merge="same")
     os.replace(tmp, out)
     obs = ad.read_h5ad(out, backed="r").obs.copy()
     return obs
+
+
+# --------------------------------------------------------------------------------------------
+# highly variable genes from per-sample statistics
+# --------------------------------------------------------------------------------------------
+
+
+def sample_hvg_stats(adata: ad.AnnData, *, n_top_genes: int = 2000,
+                     spans: tuple[float, ...] = (0.3, 0.5, 0.8)) -> pd.DataFrame:
+    """Seurat v3 normalised variance of every gene in one sample (raw counts in ``X``).
+
+    This is the per-batch quantity of ``scanpy.pp.highly_variable_genes(flavor="seurat_v3",
+    batch_key=...)``; computing it per sample lets the cohort pick HVGs without holding all
+    samples' full-gene matrices at once. The loess fit can fail on small samples ("near
+    singularities"); wider spans are then tried and the span used is recorded.
+    """
+    last_err = None
+    for span in spans:
+        try:
+            df = sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=min(n_top_genes, adata.n_vars),
+                                             span=span, inplace=False, check_values=False)
+            break
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as err:  # loess failures
+            last_err = err
+    else:
+        raise RuntimeError(f"seurat_v3 HVG loess failed for every span {spans}: {last_err}")
+    out = pd.DataFrame({"means": df["means"].to_numpy(), "variances_norm": df["variances_norm"].to_numpy()},
+                       index=adata.var_names)
+    out.index.name = "gene"
+    out.attrs["span"] = span
+    return out
+
+
+def select_hvgs(stats: dict[str, pd.DataFrame], *, n_top_genes: int = 2000) -> pd.DataFrame:
+    """Combine per-sample Seurat v3 statistics exactly as scanpy does with a batch key.
+
+    Each sample ranks genes by normalised variance; a gene's ``highly_variable_nbatches`` is the
+    number of samples where it ranks in the top ``n_top_genes``, its ``highly_variable_rank``
+    the median of those ranks; genes are sorted by rank, then by number of samples.
+    Genes missing from a sample (different references) count as not variable there.
+    """
+    genes = sorted(set.union(*(set(s.index) for s in stats.values())))
+    genes = pd.Index(genes)
+    norm = np.vstack([s["variances_norm"].reindex(genes).fillna(-np.inf).to_numpy() for s in stats.values()])
+    ranks = np.argsort(np.argsort(-norm, axis=1, kind="stable"), axis=1, kind="stable").astype(np.float32)
+    nbatches = (ranks < n_top_genes).sum(axis=0)
+    ranks[ranks >= n_top_genes] = np.nan
+    median_rank = np.ma.median(np.ma.masked_invalid(ranks), axis=0).filled(np.nan)
+    df = pd.DataFrame({"highly_variable_rank": median_rank, "highly_variable_nbatches": nbatches,
+                       "variances_norm": np.mean(np.where(np.isfinite(norm), norm, np.nan), axis=0)},
+                      index=genes)
+    order = df.sort_values(["highly_variable_rank", "highly_variable_nbatches"], ascending=[True, False],
+                           na_position="last").index
+    df["highly_variable"] = False
+    df.loc[order[:n_top_genes], "highly_variable"] = True
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation, embeddings, integration
+# --------------------------------------------------------------------------------------------
+
+
+def normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
+    """Counts to ``layers['counts']``; ``X`` = log1p of counts per ``target_sum`` (float32, sparse)."""
+    if "counts" not in adata.layers:
+        adata.layers["counts"] = adata.X.copy()
+    adata.X = adata.layers["counts"].astype(np.float32, copy=True)
+    sc.pp.normalize_total(adata, target_sum=target_sum)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def pca(adata: ad.AnnData, *, n_comps: int = 50, random_state: int = 0) -> ad.AnnData:
+    """PCA on the HVGs of sparse log-normalised ``X`` without densifying (implicit centring)."""
+    use_hvg = "highly_variable" in adata.var and adata.var["highly_variable"].any()
+    n_comps = int(min(n_comps, adata.n_obs - 1, (adata.var["highly_variable"].sum() if use_hvg else adata.n_vars) - 1))
+    sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable" if use_hvg else None,
+              svd_solver="arpack", random_state=random_state)
+    adata.obsm["X_pca"] = adata.obsm["X_pca"].astype(np.float32)
+    return adata
+
+
+def scvi_max_epochs(n_cells: int, *, cap: int = 400) -> int:
+    """scvi-tools' own heuristic (min(round(20,000 / n_cells x 400), 400)), capped by config."""
+    return int(max(1, min(round(20000 / max(n_cells, 1) * 400), 400, cap)))
+
+
+def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_latent: int = 30,
+             n_layers: int = 2, max_epochs: int | None = None, epoch_cap: int = 400,
+             accelerator: str = "auto", batch_size: int = 1024, random_state: int = 0,
+             key_added: str = "X_scVI"):
+    """scVI on the HVG counts; GPU when one is visible (``accelerator='auto'``), CPU otherwise.
+
+    Returns ``(adata, model)``; the latent is ``obsm[key_added]`` and
+    ``uns['scvi']`` records epochs, device and the final training loss.
+    """
+    import scvi
+    import torch
+
+    scvi.settings.seed = random_state
+    sub = adata[:, adata.var["highly_variable"]].copy() if "highly_variable" in adata.var else adata.copy()
+    scvi.model.SCVI.setup_anndata(sub, layer=layer, batch_key=batch_key)
+    model = scvi.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers)
+    epochs = int(max_epochs) if max_epochs else scvi_max_epochs(sub.n_obs, cap=epoch_cap)
+    model.train(max_epochs=epochs, accelerator=accelerator, batch_size=batch_size,
+                enable_progress_bar=False, early_stopping=False)
+    adata.obsm[key_added] = model.get_latent_representation().astype(np.float32)
+    history = model.history.get("elbo_train")
+    adata.uns["scvi"] = {
+        "max_epochs": epochs, "batch_key": batch_key, "n_latent": n_latent,
+        "device": str(model.device), "cuda_available": bool(torch.cuda.is_available()),
+        "final_elbo_train": float(history.iloc[-1, 0]) if history is not None else float("nan"),
+    }
+    return adata, model
+
+
+def run_harmony(adata: ad.AnnData, *, batch_key: str, basis: str = "X_pca", random_state: int = 0,
+                key_added: str = "X_harmony", max_iter: int = 20) -> ad.AnnData:
+    """Harmony (harmonypy) on the PCA: the CPU alternative to scVI."""
+    import harmonypy
+
+    ho = harmonypy.run_harmony(adata.obsm[basis], adata.obs, [batch_key], random_state=random_state,
+                               max_iter_harmony=max_iter, verbose=False)
+    z = np.asarray(ho.Z_corr)
+    if z.shape[0] != adata.n_obs:  # harmonypy < 0.2 returns PCs x cells
+        z = z.T
+    adata.obsm[key_added] = z.astype(np.float32)
+    return adata
+
+
+def cluster(adata: ad.AnnData, *, use_rep: str, resolutions=(0.5, 1.0), n_neighbors: int = 15,
+            random_state: int = 0) -> ad.AnnData:
+    """Neighbours on the chosen embedding, UMAP, Leiden at each resolution (``leiden_{res}``)."""
+    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
+    sc.tl.umap(adata, random_state=random_state)
+    for res in resolutions:
+        sc.tl.leiden(adata, resolution=float(res), key_added=f"leiden_{res}", flavor="igraph",
+                     n_iterations=2, directed=False, random_state=random_state)
+    return adata
+
+
+def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_key: str,
+                        label_key: str, n_neighbors: int = 30, random_state: int = 0) -> pd.DataFrame:
+    """Batch mixing and biological conservation per embedding (scib-metrics).
+
+    Batch: iLISI (scaled 0-1, higher = better mixed), batch silhouette, graph connectivity.
+    Bio: cLISI, label silhouette, ARI/NMI of k-means clusters vs labels. Each embedding is
+    scored on the same cells, so rows compare directly (unintegrated PCA is the baseline).
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", False)  # pertpy (if imported) turns it on; LISI needs 32-bit
+    import scib_metrics
+    from scib_metrics.nearest_neighbors import pynndescent
+
+    batches = adata.obs[batch_key].astype(str).to_numpy()
+    labels = adata.obs[label_key].astype(str).to_numpy()
+    rows = []
+    for name, key in embeddings.items():
+        X = np.asarray(adata.obsm[key], dtype=np.float32)
+        nn = pynndescent(X, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1)
+        nmi_ari = scib_metrics.nmi_ari_cluster_labels_kmeans(X, labels)
+        rows.append({
+            "embedding": name,
+            "ilisi": float(scib_metrics.ilisi_knn(nn, batches)),
+            "silhouette_batch": float(scib_metrics.silhouette_batch(X, labels, batches)),
+            "graph_connectivity": float(scib_metrics.graph_connectivity(nn, labels)),
+            "clisi": float(scib_metrics.clisi_knn(nn, labels)),
+            "silhouette_label": float(scib_metrics.silhouette_label(X, labels)),
+            "ari": float(nmi_ari["ari"]), "nmi": float(nmi_ari["nmi"]),
+        })
+    df = pd.DataFrame(rows)
+    df["batch_score"] = df[["ilisi", "silhouette_batch", "graph_connectivity"]].mean(axis=1)
+    df["bio_score"] = df[["clisi", "silhouette_label", "ari", "nmi"]].mean(axis=1)
+    return df

@@ -68,10 +68,10 @@ def summarise_sample(adata: ad.AnnData, *, n_adt: int = 0) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def plot_qc_summary(obs: pd.DataFrame, *, metrics: Sequence[str] = (
+def plot_qc_summary(obs: pd.DataFrame, *, table: pd.DataFrame | None = None, metrics: Sequence[str] = (
         "log1p_total_counts", "log1p_n_genes_by_counts", "pct_counts_mt")):
-    """Violin per sample for each metric, samples grouped by patient: a sample that stands out is
-    a sample to look at before QC filtering."""
+    """Violin per sample for each metric (all cells loaded), samples grouped by patient, and, with
+    the per-sample QC ``table``, the cells kept and removed by each filter."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +81,8 @@ def plot_qc_summary(obs: pd.DataFrame, *, metrics: Sequence[str] = (
              .sort_values(["patient_id", "timepoint"])["sample_id"].astype(str).tolist())
     labels = {"log1p_total_counts": "log(1 + UMIs)", "log1p_n_genes_by_counts": "log(1 + genes)",
               "pct_counts_mt": "% mitochondrial"}
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 0.5 * len(order) + 2), 2.6 * len(metrics)),
+    n_panels = len(metrics) + (table is not None)
+    fig, axes = plt.subplots(n_panels, 1, figsize=(max(6, 0.5 * len(order) + 2), 2.6 * n_panels),
                              sharex=True, constrained_layout=True)
     axes = np.atleast_1d(axes)
     sid = obs["sample_id"].astype(str)
@@ -91,6 +92,287 @@ def plot_qc_summary(obs: pd.DataFrame, *, metrics: Sequence[str] = (
         for body in parts["bodies"]:
             body.set_alpha(0.6)
         ax.set_ylabel(labels.get(metric, metric))
+    if table is not None:
+        ax = axes[-1]
+        t = table.set_index("sample_id").loc[order]
+        x = np.arange(1, len(order) + 1)
+        bottom = np.zeros(len(order))
+        for col, name, color in (("n_cells_kept", "kept", "tab:green"),
+                                 ("removed_thresholds", "removed: thresholds", "tab:orange"),
+                                 ("removed_doublets", "removed: doublets", "tab:red")):
+            if col in t:
+                vals = t[col].to_numpy(dtype=float)
+                ax.bar(x, vals, bottom=bottom, color=color, label=name, width=0.8)
+                bottom += vals
+        ax.set_ylabel("cells")
+        ax.legend(fontsize=7, loc="lower right")
     axes[-1].set_xticks(np.arange(1, len(order) + 1), order, rotation=90)
-    axes[0].set_title("Per-cell QC metrics by sample (before filtering)")
+    axes[0].set_title("Per-cell QC metrics by sample (all cells loaded)")
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds
+# --------------------------------------------------------------------------------------------
+
+#: metric -> which tails are outliers ("both", "upper")
+MAD_METRICS = {"log1p_total_counts": "both", "log1p_n_genes_by_counts": "both", "pct_counts_mt": "upper"}
+
+
+def mad(values: np.ndarray) -> float:
+    """Median absolute deviation, scaled by 1.4826 to estimate the SD of a normal."""
+    values = np.asarray(values, dtype=float)
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def qc_thresholds(obs: pd.DataFrame, *, method: str = "mad", n_mads: dict | None = None,
+                  mito_floor: float = 15.0, fixed: dict | None = None) -> dict:
+    """Per-sample thresholds on log counts, log genes and mitochondrial %.
+
+    ``mad``: median +/- k MADs within the sample (k per metric in ``n_mads``), so a sample
+    sequenced deeper or shallower gets thresholds that move with it; the mitochondrial upper
+    limit is never set below ``mito_floor`` %, so a very clean sample does not lose healthy
+    cells to a tiny MAD. ``fixed``: the values of ``fixed`` (min/max counts and genes, max %
+    mitochondrial) for every sample. Returns ``{metric: (low, high)}`` (None = no limit) in the
+    metric's own units.
+    """
+    if method == "fixed":
+        f = fixed or {}
+        return {
+            "log1p_total_counts": (_log1p(f.get("min_counts")), _log1p(f.get("max_counts"))),
+            "log1p_n_genes_by_counts": (_log1p(f.get("min_genes")), _log1p(f.get("max_genes"))),
+            "pct_counts_mt": (None, f.get("max_pct_mt")),
+        }
+    if method != "mad":
+        raise ValueError(f"method must be 'mad' or 'fixed', not {method!r}")
+    n_mads = {"log1p_total_counts": 5.0, "log1p_n_genes_by_counts": 5.0, "pct_counts_mt": 3.0,
+              **(n_mads or {})}
+    out = {}
+    for metric, tails in MAD_METRICS.items():
+        x = obs[metric].to_numpy(dtype=float)
+        med, spread = float(np.median(x)), mad(x)
+        k = float(n_mads[metric])
+        low = med - k * spread if tails == "both" else None
+        high = med + k * spread
+        if metric == "pct_counts_mt":
+            high = max(high, float(mito_floor))
+        out[metric] = (low, high)
+    return out
+
+
+def _log1p(v):
+    return None if v is None else float(np.log1p(v))
+
+
+def apply_thresholds(adata: ad.AnnData, thresholds: dict, *, key_added: str = "qc_pass") -> ad.AnnData:
+    """Flag cells outside the thresholds: ``obs['qc_fail_<metric>']`` and ``obs[key_added]``."""
+    keep = np.ones(adata.n_obs, dtype=bool)
+    for metric, (low, high) in thresholds.items():
+        x = adata.obs[metric].to_numpy(dtype=float)
+        fail = np.zeros(adata.n_obs, dtype=bool)
+        if low is not None:
+            fail |= x < low
+        if high is not None:
+            fail |= x > high
+        adata.obs[f"qc_fail_{metric}"] = fail
+        keep &= ~fail
+    adata.obs[key_added] = keep
+    return adata
+
+
+# --------------------------------------------------------------------------------------------
+# doublets
+# --------------------------------------------------------------------------------------------
+
+
+def expected_doublet_rate(n_cells: int, *, rate_per_1000: float = 0.008) -> float:
+    """10x rule of thumb: the multiplet rate grows ~linearly with cells recovered (~0.8%/1,000)."""
+    return float(min(max(rate_per_1000 * n_cells / 1000.0, 0.005), 0.5))
+
+
+def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "expected",
+                  random_state: int = 0, key_added: str = "predicted_doublet") -> ad.AnnData:
+    """Scrublet (``scanpy.pp.scrublet``) doublet scores on raw counts, one sample at a time.
+
+    ``threshold="expected"`` flags the ``expected_rate`` fraction of cells with the highest
+    scores: Scrublet's automatic threshold (``"auto"``), taken from the valley of the simulated
+    doublets' score histogram, is often far too strict (on the demo it found 1 doublet in 10),
+    and the number of multiplets is known from the number of cells loaded. With ``"auto"`` the
+    expected-rate rule is the fallback when Scrublet finds no valley.
+    """
+    sub = ad.AnnData(adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
+    n_pcs = int(min(30, sub.n_obs - 1, sub.n_vars - 1))
+    sc.pp.scrublet(sub, expected_doublet_rate=expected_rate, random_state=random_state,
+                   n_prin_comps=n_pcs, verbose=False)
+    scores = sub.obs["doublet_score"].to_numpy()
+    auto = sub.uns.get("scrublet", {}).get("threshold")
+    if threshold == "auto" and auto is not None and np.isfinite(auto):
+        cut, method = float(auto), "scrublet"
+    elif threshold in ("auto", "expected"):
+        n_flag = int(round(expected_rate * len(scores)))
+        cut = float(np.sort(scores)[::-1][n_flag]) if 0 < n_flag < len(scores) else float(np.inf)
+        method = "expected rate"
+    else:
+        raise ValueError(f"threshold must be 'expected' or 'auto', not {threshold!r}")
+    adata.obs["doublet_score"] = scores
+    adata.obs[key_added] = scores > cut
+    adata.uns["scrublet"] = {"threshold": cut, "threshold_method": method, "expected_rate": float(expected_rate),
+                             "scrublet_auto_threshold": float(auto) if auto is not None else float("nan")}
+    return adata
+
+
+# --------------------------------------------------------------------------------------------
+# ambient RNA
+# --------------------------------------------------------------------------------------------
+
+
+def ambient_profile(raw: ad.AnnData, cell_barcodes, *, max_umis: int = 100,
+                    min_droplets: int = 50, where: str = "raw matrix") -> pd.Series:
+    """Gene-wise ambient fractions from empty droplets: raw barcodes that are not cells and have
+    1..``max_umis`` UMIs (SoupX's default soup range)."""
+    is_cell = raw.obs_names.isin(pd.Index(cell_barcodes))
+    totals = np.asarray(raw.X.sum(axis=1)).ravel()
+    empty = (~is_cell) & (totals > 0) & (totals <= max_umis)
+    if empty.sum() < min_droplets:
+        raise InputError(where, f"only {int(empty.sum())} empty droplets with 1-{max_umis} UMIs "
+                         f"(need {min_droplets}).",
+                         "give Cell Ranger's raw_feature_bc_matrix (all barcodes), not the filtered one, "
+                         "or leave rna_raw empty.")
+    soup = np.asarray(raw.X[empty].sum(axis=0)).ravel()
+    prof = pd.Series(soup / soup.sum(), index=raw.var_names, name="ambient_fraction")
+    prof.attrs["n_droplets"] = int(empty.sum())
+    return prof
+
+
+def estimate_contamination(adata: ad.AnnData, ambient: pd.Series, *, groupby: str,
+                           min_fold: float = 10.0, min_expected: float = 50.0,
+                           min_cluster_cells: int = 10) -> dict:
+    """Fraction of each cell's UMIs that come from the ambient soup, for the whole sample.
+
+    Hand-written after SoupX's idea (SoupX is R-only): a gene that some clusters express and
+    others do not is, in the others, seen only through the soup, so there
+    ``counts / (ambient fraction x cluster UMIs)`` estimates the contamination. Genes whose
+    cluster-level ratio spans at least ``min_fold`` (expressed somewhere, absent elsewhere) are
+    used in the clusters where they sit ``min_fold`` below their top cluster, if the soup
+    would give them at least ``min_expected`` UMIs at full contamination; the estimate is the
+    median of those ratios. Broadly expressed genes (mitochondrial, ribosomal) never qualify.
+    """
+    genes = ambient.index.intersection(adata.var_names)
+    amb = (ambient.loc[genes] / ambient.loc[genes].sum()).to_numpy()
+    cols = adata.var_names.get_indexer(genes)
+    groups = adata.obs[groupby].astype(str).to_numpy()
+    totals = np.asarray(adata.X.sum(axis=1)).ravel()
+    clusters = [g for g in np.unique(groups) if (groups == g).sum() >= min_cluster_cells]
+    if len(clusters) < 2:
+        return {"contamination": float("nan"), "n_pairs_used": 0, "n_clusters": len(clusters)}
+    X = adata.X[:, cols]
+    observed = np.vstack([np.asarray(X[groups == g].sum(axis=0)).ravel() for g in clusters])
+    expected = np.vstack([amb * totals[groups == g].sum() for g in clusters])
+    ratio = observed / np.maximum(expected, 1e-12)
+    top = ratio.max(axis=0, keepdims=True)
+    specific = (top > 1.0) & (top > min_fold * np.maximum(ratio.min(axis=0, keepdims=True), 1e-9))
+    use = (ratio < top / min_fold) & specific & (expected >= min_expected)
+    if use.sum() < 5:
+        return {"contamination": float("nan"), "n_pairs_used": int(use.sum()), "n_clusters": len(clusters)}
+    return {"contamination": float(np.clip(np.median(ratio[use]), 0, 1)), "n_pairs_used": int(use.sum()),
+            "n_clusters": len(clusters)}
+
+
+# --------------------------------------------------------------------------------------------
+# one sample, end to end
+# --------------------------------------------------------------------------------------------
+
+
+def run_sample_qc(adata: ad.AnnData, *, method: str = "mad", n_mads: dict | None = None,
+                  mito_floor: float = 15.0, fixed: dict | None = None, doublets: bool = True,
+                  remove_doublets: bool = True, doublet_rate_per_1000: float = 0.008,
+                  doublet_rate: float | None = None, doublet_threshold: str = "expected",
+                  random_state: int = 0) -> tuple[ad.AnnData, dict]:
+    """Thresholds, then Scrublet on the cells that pass them; ``obs['keep']`` is the final call.
+
+    QC metrics must already be in ``obs`` (:func:`qc_metrics`). Scrublet runs after the
+    threshold filter so dying cells do not shape the simulated doublets. Returns the sample with
+    every cell and its flags, and a summary with the thresholds and the cells each filter removed.
+    """
+    thresholds = qc_thresholds(adata.obs, method=method, n_mads=n_mads, mito_floor=mito_floor, fixed=fixed)
+    apply_thresholds(adata, thresholds)
+    adata.obs["doublet_score"] = np.nan
+    adata.obs["predicted_doublet"] = False
+    summary = {"n_cells_loaded": int(adata.n_obs), "threshold_method": method}
+    for metric, (low, high) in thresholds.items():
+        summary[f"{metric}_low"] = low
+        summary[f"{metric}_high"] = high
+        summary[f"removed_{metric}"] = int(adata.obs[f"qc_fail_{metric}"].sum())
+    passing = adata.obs["qc_pass"].to_numpy()
+    summary["removed_thresholds"] = int((~passing).sum())
+    if doublets and passing.sum() >= 50:
+        rate = doublet_rate or expected_doublet_rate(adata.n_obs, rate_per_1000=doublet_rate_per_1000)
+        sub = adata[passing].copy()
+        call_doublets(sub, expected_rate=rate, threshold=doublet_threshold, random_state=random_state)
+        adata.obs.loc[sub.obs_names, "doublet_score"] = sub.obs["doublet_score"]
+        adata.obs.loc[sub.obs_names, "predicted_doublet"] = sub.obs["predicted_doublet"].to_numpy()
+        adata.uns["scrublet"] = sub.uns["scrublet"]
+        summary.update(expected_doublet_rate=rate, doublet_threshold=sub.uns["scrublet"]["threshold"],
+                       doublet_threshold_method=sub.uns["scrublet"]["threshold_method"])
+    adata.obs["predicted_doublet"] = adata.obs["predicted_doublet"].astype(bool)
+    summary["flagged_doublets"] = int(adata.obs["predicted_doublet"].sum())
+    keep = passing & ~(adata.obs["predicted_doublet"].to_numpy() if remove_doublets else False)
+    adata.obs["keep"] = keep
+    summary["removed_doublets"] = int((passing & ~keep).sum())
+    summary["n_cells_kept"] = int(keep.sum())
+    return adata, summary
+
+
+def plot_sample_qc(adata: ad.AnnData, thresholds: dict, *, title: str = ""):
+    """Histograms of the three QC metrics with the thresholds drawn, and UMIs vs genes coloured
+    by mitochondrial %, so a reader sees where the cut falls on this sample's distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    obs = adata.obs
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), constrained_layout=True)
+    names = {"log1p_total_counts": "log(1 + UMIs)", "log1p_n_genes_by_counts": "log(1 + genes)",
+             "pct_counts_mt": "% mitochondrial"}
+    for ax, (metric, (low, high)) in zip(axes, thresholds.items()):
+        ax.hist(obs[metric], bins=60, color="0.6")
+        for v in (low, high):
+            if v is not None:
+                ax.axvline(v, color="crimson", ls="--")
+        ax.set_xlabel(names.get(metric, metric))
+        ax.set_ylabel("cells")
+    ax = axes[3]
+    order = np.argsort(obs["pct_counts_mt"].to_numpy())
+    pts = ax.scatter(obs["total_counts"].to_numpy()[order], obs["n_genes_by_counts"].to_numpy()[order],
+                     c=obs["pct_counts_mt"].to_numpy()[order], s=4, cmap="viridis", vmax=50)
+    if "predicted_doublet" in obs:
+        d = obs["predicted_doublet"].to_numpy(dtype=bool)
+        ax.scatter(obs["total_counts"].to_numpy()[d], obs["n_genes_by_counts"].to_numpy()[d],
+                   facecolors="none", edgecolors="red", s=14, lw=0.6, label="Scrublet doublet")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("UMIs")
+    ax.set_ylabel("genes")
+    fig.colorbar(pts, ax=ax, label="% mito")
+    fig.suptitle(title)
+    return fig
+
+
+def quick_clusters(adata: ad.AnnData, *, resolution: float = 0.8, random_state: int = 0,
+                   key_added: str = "qc_cluster") -> ad.AnnData:
+    """Coarse Leiden clusters of one sample (log-normalised copy, 2,000 HVGs, 20 PCs): enough to
+    tell cell populations apart for the ambient estimate; not used downstream."""
+    tmp = ad.AnnData(adata.X.astype(np.float32, copy=True), obs=pd.DataFrame(index=adata.obs_names),
+                     var=pd.DataFrame(index=adata.var_names))
+    sc.pp.normalize_total(tmp, target_sum=1e4)
+    sc.pp.log1p(tmp)
+    sc.pp.highly_variable_genes(tmp, n_top_genes=min(2000, tmp.n_vars), flavor="seurat")
+    n_comps = int(min(20, tmp.n_obs - 2, int(tmp.var["highly_variable"].sum()) - 1))
+    sc.pp.pca(tmp, n_comps=n_comps, mask_var="highly_variable", random_state=random_state)
+    sc.pp.neighbors(tmp, n_neighbors=15, random_state=random_state)
+    sc.tl.leiden(tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False,
+                 random_state=random_state, key_added=key_added)
+    adata.obs[key_added] = tmp.obs[key_added].to_numpy()
+    return adata

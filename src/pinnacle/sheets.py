@@ -117,6 +117,9 @@ def check_samples(samples: pd.DataFrame, patients: pd.DataFrame, *, timepoints: 
         if row.rna_raw and not row.rna:
             raise InputError(where, "has 'rna_raw' but no 'rna' (filtered) matrix.",
                              "give the filtered matrix in 'rna' as well.")
+    # Files last: a sheet with a wrong patient id should say so before listing missing files.
+    for i, row in enumerate(samples.itertuples(index=False)):
+        where = f"{path}, line {_line(i)} (sample '{row.sample_id}')"
         for col in MODALITY_COLUMNS:
             value = getattr(row, col)
             if not value:

@@ -13,6 +13,9 @@ from pinnacle import sheets  # noqa: E402
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 DEMO = config["demo"]["enabled"]
+if DEMO and config["qc"]["doublets"]["expected_rate"] is None:
+    # The demo's loading is known: a ~6,000-cell run subsampled, doublet_rate of its droplets.
+    config["qc"]["doublets"]["expected_rate"] = config["demo"]["doublet_rate"]
 RESPONSE = config["response"]
 
 
@@ -23,7 +26,8 @@ def _load_sheets():
 
         demo = config["demo"]
         samples, patients = cohort_sheets(
-            demo["outdir"], n_patients=demo["n_patients"], n_responders=demo["n_responders"]
+            demo["outdir"], n_patients=demo["n_patients"], n_responders=demo["n_responders"],
+            seed=demo["seed"],
         )
         samples = samples.astype(str).replace("nan", "")
         patients = patients.astype(str)
@@ -101,3 +105,16 @@ def get_final_output():
     if TRUTH:
         out.append("results/truth_check.tsv")
     return out
+
+
+def truth_check_inputs(wildcards):
+    inputs = {
+        "cells": expand("results/rna/{sample}/cells.tsv.gz", sample=RNA_SAMPLES),
+        "cohort_cells": "results/cohort/cells.tsv.gz",
+        "qc_summary": "results/rna/qc_summary.tsv",
+        "truth_cells": f"{TRUTH}/cells.tsv.gz",
+        "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
+    }
+    if PROTEOMICS["path"]:
+        inputs["proteomics"] = "results/proteomics/proteomics.h5ad"
+    return inputs

@@ -10,11 +10,12 @@ if DEMO:
             truth_cells=f"{TRUTH}/cells.tsv.gz",
             truth_effects=f"{TRUTH}/effects.tsv",
         params:
-            outdir=config["demo"]["outdir"],
+            outdir=lambda wildcards, output: Path(output.truth_cells).parent.parent.as_posix(),
             n_patients=config["demo"]["n_patients"],
             n_responders=config["demo"]["n_responders"],
             cells_per_sample=config["demo"]["cells_per_sample"],
             dna_cells_per_sample=config["demo"]["dna_cells_per_sample"],
+            doublet_rate=config["demo"]["doublet_rate"],
             seed=config["demo"]["seed"],
         log:
             "logs/demo/simulate_demo_cohort.log",

@@ -1,18 +1,6 @@
 # Stage 8: cohort outputs and the self-check against a simulated cohort's planted truth.
 
 
-def truth_check_inputs(wildcards):
-    inputs = {
-        "cells": "results/cohort/cells.tsv.gz",
-        "qc_summary": "results/rna/qc_summary.tsv",
-        "truth_cells": f"{TRUTH}/cells.tsv.gz",
-        "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
-    }
-    if PROTEOMICS["path"]:
-        inputs["proteomics"] = "results/proteomics/proteomics.h5ad"
-    return inputs
-
-
 if TRUTH:
 
     rule truth_check:

@@ -1,4 +1,73 @@
-# Stage 3: the cohort of scRNA-seq cells (merged on disk; never all samples in memory).
+# Stage 3: the cohort of scRNA-seq cells: HVGs from per-sample statistics, the cohort AnnData on
+# the genes it needs, integration (scVI on GPU when present, Harmony, none) and clustering.
+
+
+rule sample_hvg_stats:
+    input:
+        rna="results/rna/{sample}/rna.h5ad",
+    output:
+        stats="results/rna/{sample}/hvg_stats.tsv",
+    params:
+        n_top_genes=config["integration"]["n_top_genes"],
+    log:
+        "logs/rna/{sample}/sample_hvg_stats.log",
+    benchmark:
+        "benchmarks/rna/{sample}/sample_hvg_stats.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/sample_hvg_stats.py"
+
+
+rule build_cohort:
+    input:
+        rna=expand("results/rna/{sample}/rna.h5ad", sample=RNA_SAMPLES),
+        stats=expand("results/rna/{sample}/hvg_stats.tsv", sample=RNA_SAMPLES),
+    output:
+        h5ad="results/cohort/rna.h5ad",
+        hvg="results/cohort/hvg.tsv",
+    params:
+        n_top_genes=config["integration"]["n_top_genes"],
+        extra_genes=config["integration"]["extra_genes"],
+        n_pcs=config["integration"]["n_pcs"],
+        seed=config["seed"],
+    log:
+        "logs/cohort/build_cohort.log",
+    benchmark:
+        "benchmarks/cohort/build_cohort.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/build_cohort.py"
+
+
+rule integrate:
+    input:
+        h5ad="results/cohort/rna.h5ad",
+    output:
+        h5ad="results/cohort/integrated.h5ad",
+        model=directory("results/cohort/scvi_model"),
+    params:
+        integration=config["integration"],
+        seed=config["seed"],
+    log:
+        "logs/cohort/integrate.log",
+    benchmark:
+        "benchmarks/cohort/integrate.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        gpu=1 if config["gpu"] and config["integration"]["method"] == "scvi" else 0,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/integrate.py"
 
 
 rule merge_samples:

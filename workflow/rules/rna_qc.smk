@@ -1,33 +1,38 @@
-# Stage 2: per-sample scRNA-seq reading and QC (one job per sample).
+# Stage 2: per-sample scRNA-seq QC (one job per sample, so a cluster runs them in parallel).
 
 
-rule read_rna_sample:
+rule qc_sample:
     input:
-        rna=get_rna,
+        unpack(lambda wc: {"rna": get_rna(wc), "rna_raw": get_rna_raw(wc)}),
     output:
         rna="results/rna/{sample}/rna.h5ad",
         prot="results/rna/{sample}/prot.h5ad",
-        summary="results/rna/{sample}/qc_summary.tsv",
+        cells="results/rna/{sample}/cells.tsv.gz",
+        summary="results/rna/{sample}/qc.tsv",
+        figure=report("results/figures/qc/{sample}.png", caption="../report/qc_sample.rst",
+                      category="1. Quality control", subcategory="per sample",
+                      labels={"sample": "{sample}"}),
     params:
         meta=lambda wc: sample_meta(wc.sample),
         qc=config["qc"],
+        seed=config["seed"],
     log:
-        "logs/rna/{sample}/read_rna_sample.log",
+        "logs/rna/{sample}/qc_sample.log",
     benchmark:
-        "benchmarks/rna/{sample}/read_rna_sample.tsv"
+        "benchmarks/rna/{sample}/qc_sample.tsv"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:
-        "../scripts/read_rna_sample.py"
+        "../scripts/qc_sample.py"
 
 
 rule qc_summary:
     input:
-        rna=expand("results/rna/{sample}/rna.h5ad", sample=RNA_SAMPLES),
-        summaries=expand("results/rna/{sample}/qc_summary.tsv", sample=RNA_SAMPLES),
+        cells=expand("results/rna/{sample}/cells.tsv.gz", sample=RNA_SAMPLES),
+        summaries=expand("results/rna/{sample}/qc.tsv", sample=RNA_SAMPLES),
     output:
         table=report("results/rna/qc_summary.tsv", caption="../report/qc_summary_table.rst",
                      category="1. Quality control", labels={"table": "per-sample QC summary"}),

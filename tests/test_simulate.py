@@ -1,0 +1,602 @@
+"""Tests of the simulated trial cohort (pinnacle.simulate) and the file writers (pinnacle.writers).
+
+Outputs are read back with scanpy.read_10x_h5 and pandas, never with pinnacle.io, so the
+simulator is checked independently of the readers it feeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+from pinnacle import simulate, writers
+from pinnacle.errors import InputError
+
+N_CELLS = 500
+
+
+# ------------------------------------------------------------------------------------------
+# fixtures
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cohort") / "demo"
+    res = simulate.simulate_cohort(out, n_patients=2, cells_per_sample=N_CELLS,
+                                   empty_droplets_per_sample=600, dna_cells_per_sample=80, seed=3)
+    return out, res
+
+
+@pytest.fixture(scope="module")
+def truth(cohort):
+    out, _ = cohort
+    return pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def rna(cohort):
+    """Filtered matrices of every sample, cells x genes (gex only) plus antibody tags."""
+    out, _ = cohort
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    mats = {}
+    for _, r in samples.iterrows():
+        mats[r["sample_id"]] = sc.read_10x_h5(r["rna"], gex_only=False)
+    return mats
+
+
+@pytest.fixture(scope="module")
+def pooled(rna, truth):
+    """All samples' gene counts stacked (cells in truth order) with the truth table aligned."""
+    blocks, ids = [], []
+    for sid, a in rna.items():
+        g = a[:, a.var["feature_types"] == "Gene Expression"]
+        blocks.append(g.X.tocsr())
+        ids += [f"{sid}:{b}" for b in g.obs_names]
+    X = sp.vstack(blocks, format="csr")
+    tr = truth.set_index("cell_id").loc[ids].reset_index()
+    genes = next(iter(rna.values())).var_names[next(iter(rna.values())).var["feature_types"] == "Gene Expression"]
+    return X, tr, pd.Index(genes)
+
+
+def _good(tr):
+    return (~tr["is_doublet"].astype(bool) & ~tr["is_low_quality"].astype(bool)).to_numpy()
+
+
+def _cp10k(X):
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    return sp.diags(1e4 / np.maximum(lib, 1)) @ X
+
+
+def _md5_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------
+# sheets and layout
+# ------------------------------------------------------------------------------------------
+def test_cohort_sheets_pure_and_shaped():
+    samples, patients = simulate.cohort_sheets("demo", n_patients=6)
+    assert list(samples.columns) == ["sample_id", "patient_id", "timepoint", "rna", "rna_raw", "dna"]
+    assert list(patients.columns) == ["patient_id", "response", "age", "sex"]
+    assert len(samples) == 12 and samples["sample_id"].is_unique
+    assert patients["patient_id"].tolist() == [f"P0{i}" for i in range(1, 7)]
+    assert patients["response"].tolist() == ["responder"] * 3 + ["non_responder"] * 3
+    assert samples.loc[0, "rna"] == "demo/rna/P01_baseline/filtered_feature_bc_matrix.h5"
+    assert samples.loc[1, "rna_raw"] == "demo/rna/P01_resection/raw_feature_bc_matrix.h5"
+    assert samples.loc[0, "dna"] == "demo/dna/P01_baseline.bins.tsv.gz"
+    assert set(samples["timepoint"]) == {"baseline", "resection"}
+    assert set(patients["sex"]) <= {"male", "female"}
+    s2, _ = simulate.cohort_sheets("x", n_patients=5, n_responders=2)
+    assert s2["patient_id"].nunique() == 5
+    assert not Path("demo").exists()
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_patients=1), dict(n_patients=4, n_responders=4),
+                                    dict(n_patients=4, n_responders=0)])
+def test_cohort_sheets_rejects_bad_design(kwargs):
+    with pytest.raises(InputError):
+        simulate.cohort_sheets("demo", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(doublet_rate=0.7), dict(cells_per_sample=5),
+                                    dict(batch_strength=-1.0), dict(seed=-2),
+                                    dict(gene_table="/nonexistent/genes.tsv")])
+def test_simulate_rejects_bad_arguments(tmp_path, kwargs):
+    with pytest.raises(InputError):
+        simulate.simulate_cohort(tmp_path / "x", n_patients=2, **kwargs)
+
+
+def test_output_layout(cohort):
+    out, res = cohort
+    for rel in ["samples.tsv", "patients.tsv", "proteomics/proteinGroups.txt", "truth/cells.tsv.gz",
+                "truth/samples.tsv", "truth/effects.tsv", "truth/clones.tsv", "truth/dna_cells.tsv.gz",
+                "truth/proteins.tsv", "truth/protein_rows.tsv", "truth/params.json", "truth/composition.tsv",
+                "truth/clone_fractions.tsv", "truth/genes.tsv"]:
+        assert (out / rel).is_file(), rel
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    for col in ("rna", "rna_raw", "dna"):
+        assert all(Path(p).is_file() for p in samples[col])
+    params = json.loads((out / "truth" / "params.json").read_text())
+    assert params["seed"] == 3 and params["cells_per_sample"] == N_CELLS
+    assert res["n_cells"] == 4 * N_CELLS
+
+
+def test_shapes_and_integer_counts(cohort, rna, truth):
+    out, res = cohort
+    genes = pd.read_csv(out / "truth" / "genes.tsv", sep="\t")
+    for sid, a in rna.items():
+        assert a.n_obs == N_CELLS
+        gex = (a.var["feature_types"] == "Gene Expression").sum()
+        adt = (a.var["feature_types"] == "Antibody Capture").sum()
+        assert gex == len(genes) and adt == len(simulate.ADT_PANEL)
+        assert np.all(a.X.data == np.round(a.X.data)) and a.X.data.min() >= 1
+        assert a.obs_names.is_unique and a.obs_names.str.fullmatch(r"[ACGT]{16}-1").all()
+    assert truth["cell_id"].is_unique and len(truth) == 4 * N_CELLS
+    import h5py
+    first = pd.read_csv(out / "samples.tsv", sep="\t")["rna"].iloc[0]
+    with h5py.File(first) as f:
+        assert f["matrix/data"].dtype == np.int32
+        assert list(f["matrix/shape"][()]) == [len(genes) + len(simulate.ADT_PANEL), N_CELLS]
+        assert list(f["matrix/features/_all_tag_keys"][()]) == [b"genome"]
+
+
+def test_truth_columns_and_counts(truth, pooled):
+    X, tr, _ = pooled
+    for col in ["cell_id", "sample_id", "patient_id", "timepoint", "response", "cell_type",
+                "cell_type_major", "is_doublet", "is_low_quality", "clone", "n_counts",
+                "doublet_type_1", "doublet_type_2"]:
+        assert col in truth.columns, col
+    assert np.array_equal(np.asarray(X.sum(axis=1)).ravel(), tr["n_counts"].to_numpy())
+    mal = tr["cell_type"] == "malignant"
+    assert tr.loc[mal, "clone"].str.match(r"P\d+_c\d").all()
+    assert (tr.loc[~mal, "clone"] == "").all()
+    assert set(tr["cell_type"]) - {"doublet"} <= set(simulate.CELL_TYPES)
+    dbl = tr["is_doublet"].astype(bool)
+    assert (tr.loc[dbl, "cell_type"] == "doublet").all()
+    maj = simulate.CELL_TYPES
+    assert all(maj[a] != maj[b] for a, b in zip(tr.loc[dbl, "doublet_type_1"], tr.loc[dbl, "doublet_type_2"]))
+
+
+# ------------------------------------------------------------------------------------------
+# reproducibility
+# ------------------------------------------------------------------------------------------
+def test_same_seed_identical_files_and_different_seed_differs(tmp_path, monkeypatch):
+    kw = dict(n_patients=2, cells_per_sample=60, empty_droplets_per_sample=50, dna_cells_per_sample=10)
+    trees = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        simulate.simulate_cohort("demo", seed=seed, **kw)
+        trees[name] = _md5_tree(tmp_path / name / "demo")
+    assert trees["a"] == trees["b"]
+    assert len(trees["a"]) >= 20
+    differ = [k for k in trees["a"] if trees["a"][k] != trees["c"].get(k)]
+    assert "rna/P01_baseline/filtered_feature_bc_matrix.h5" in differ
+    assert "truth/cells.tsv.gz" in differ and "proteomics/proteinGroups.txt" in differ
+
+
+def test_cli(tmp_path, capsys):
+    rc = simulate.main(["--out", str(tmp_path / "cli"), "--patients", "2", "--cells", "40",
+                        "--empty", "20", "--dna-cells", "5", "--seed", "1", "--quiet"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["n_cells"] == 160
+    assert simulate.main(["--out", str(tmp_path / "bad"), "--patients", "1", "--quiet"]) == 2
+
+
+def test_no_scdna(tmp_path):
+    simulate.simulate_cohort(tmp_path / "nodna", n_patients=2, cells_per_sample=30,
+                             empty_droplets_per_sample=0, dna_cells_per_sample=0)
+    samples = pd.read_csv(tmp_path / "nodna" / "samples.tsv", sep="\t", keep_default_na=False)
+    assert (samples["dna"] == "").all() and not (tmp_path / "nodna" / "dna").exists()
+    raw = sc.read_10x_h5(samples["rna_raw"].iloc[0], gex_only=False)
+    assert raw.n_obs == 30
+
+
+# ------------------------------------------------------------------------------------------
+# realism of the counts
+# ------------------------------------------------------------------------------------------
+def test_markers_highest_in_their_type(pooled):
+    X, tr, genes = pooled
+    good = _good(tr)
+    N = _cp10k(X[good])
+    types = tr.loc[good, "cell_type"].to_numpy()
+    present = [t for t in simulate.CELL_TYPES if (types == t).sum() >= 8]
+    means = np.vstack([np.asarray(N[types == t].mean(axis=0)).ravel() for t in present])
+    count = pd.Series([g for gs in simulate.MARKER_PROGRAMMES.values() for g in gs]).value_counts()
+    checked, wrong = 0, []
+    for t in present:
+        for g in simulate.MARKER_PROGRAMMES[t]:
+            if count[g] != 1:
+                continue
+            j = genes.get_loc(g)
+            checked += 1
+            if present[int(np.argmax(means[:, j]))] != t:
+                wrong.append((t, g))
+    assert checked >= 40
+    assert len(wrong) <= 0.05 * checked, wrong
+
+
+def test_overdispersion_and_library_cv_within_type(pooled):
+    X, tr, _ = pooled
+    good = _good(tr)
+    sub = tr.loc[good]
+    biggest = sub.groupby(["sample_id", "cell_type"]).size().sort_values().index[-1]
+    m = good & (tr["sample_id"] == biggest[0]).to_numpy() & (tr["cell_type"] == biggest[1]).to_numpy()
+    A = X[m].astype(np.float64)
+    n = A.shape[0]
+    assert n >= 60
+    mu = np.asarray(A.mean(axis=0)).ravel()
+    var = (np.asarray(A.multiply(A).mean(axis=0)).ravel() - mu ** 2) * n / (n - 1)
+    sel = mu > 0.5
+    assert sel.sum() > 100
+    assert np.mean(var[sel] > mu[sel]) > 0.85
+    # library CV within types (good singlets of one sample, types with >= 30 cells)
+    cvs = []
+    for (sid, t), grp in sub.groupby(["sample_id", "cell_type"]):
+        if len(grp) >= 30:
+            lib = grp["n_counts"].to_numpy(float)
+            cvs.append(lib.std() / lib.mean())
+    assert len(cvs) >= 4
+    assert 0.3 <= np.median(cvs) <= 0.7 and min(cvs) > 0.2 and max(cvs) < 0.8
+
+
+def test_mt_and_ribosomal_fractions(pooled):
+    X, tr, genes = pooled
+    lib = np.asarray(X.sum(axis=1)).ravel()
+    mt = np.asarray(X[:, genes.str.startswith("MT-")].sum(axis=1)).ravel() / lib
+    rb = np.asarray(X[:, genes.str.match(r"^RP[LS]\d")].sum(axis=1)).ravel() / lib
+    good = _good(tr)
+    lq = tr["is_low_quality"].astype(bool).to_numpy()
+    assert 0.02 <= np.median(mt[good]) <= 0.08
+    assert np.median(mt[lq]) > 0.15 and np.median(mt[lq]) > 4 * np.median(mt[good])
+    assert np.median(lib[lq]) < 0.4 * np.median(lib[good])
+    major = tr["cell_type_major"].to_numpy()
+    assert np.median(rb[good & (major == "T/NK")]) > 1.5 * np.median(rb[good & (major == "myeloid")])
+    # library medians: lymphocytes lower than myeloid / malignant
+    assert np.median(lib[good & (major == "T/NK")]) < 0.6 * np.median(lib[good & (major == "malignant/epithelial")])
+
+
+def test_doublets_have_about_1_8x_library(pooled):
+    X, tr, _ = pooled
+    good = _good(tr)
+    med = tr.loc[good].groupby("cell_type")["n_counts"].median()
+    dbl = tr[tr["is_doublet"].astype(bool)]
+    dbl = dbl[dbl["doublet_type_1"].isin(med.index) & dbl["doublet_type_2"].isin(med.index)]
+    assert len(dbl) >= 20
+    ratio = dbl["n_counts"].to_numpy() / (0.5 * (med[dbl["doublet_type_1"]].to_numpy()
+                                                 + med[dbl["doublet_type_2"]].to_numpy()))
+    assert 1.4 < np.median(ratio) < 2.3
+
+
+def test_copy_number_visible_in_malignant_expression(cohort, pooled):
+    out, _ = cohort
+    X, tr, genes = pooled
+    clones = pd.read_csv(out / "truth" / "clones.tsv", sep="\t")
+    gt = pd.read_csv(out / "truth" / "genes.tsv", sep="\t", keep_default_na=False).set_index("gene_symbol")
+    arm = gt.loc[genes, "arm"].to_numpy()
+    good = _good(tr) & (tr["cell_type"] == "malignant").to_numpy()
+    N = _cp10k(X[good])
+    ctr = tr.loc[good].reset_index(drop=True)
+    checked = 0
+    for pid, pc in clones.groupby("patient_id"):
+        cn = {c: dict(zip(g["arm"], g["copy_number"])) for c, g in pc.groupby("clone")}
+        names = [c for c in cn if (ctr["clone"] == c).sum() >= 5]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                for a_arm in set(cn[a]) | set(cn[b]):
+                    ca, cb = cn[a].get(a_arm, 2), cn[b].get(a_arm, 2)
+                    if ca == cb:
+                        continue
+                    cols = np.flatnonzero(arm == a_arm)
+                    ea = N[(ctr["clone"] == a).to_numpy()][:, cols].sum(axis=1).mean()
+                    eb = N[(ctr["clone"] == b).to_numpy()][:, cols].sum(axis=1).mean()
+                    ratio, expected = ea / eb, ca / cb
+                    assert (ratio > 1.1) if expected > 1 else (ratio < 0.9), (pid, a, b, a_arm, ratio)
+                    assert abs(np.log(ratio) - np.log(expected)) < 0.35, (pid, a, b, a_arm, ratio, expected)
+                    checked += 1
+    assert checked >= 2
+
+
+def test_clone_design(cohort):
+    out, _ = cohort
+    clones = pd.read_csv(out / "truth" / "clones.tsv", sep="\t", keep_default_na=False)
+    assert list(clones.columns) == ["patient_id", "clone", "chrom", "arm", "start", "end",
+                                    "copy_number", "parent"]
+    assert set(clones["copy_number"]) <= {1, 3, 4}
+    for pid, pc in clones.groupby("patient_id"):
+        cn = {c: dict(zip(g["arm"], g["copy_number"])) for c, g in pc.groupby("clone")}
+        assert 2 <= len(cn) <= 3
+        names = list(cn)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                arms = set(cn[a]) | set(cn[b])
+                assert sum(cn[a].get(x, 2) != cn[b].get(x, 2) for x in arms) >= 2
+    npc = {arm for arm, _ in simulate.CNV_EVENT_FREQUENCIES}
+    assert clones["arm"].isin(npc).mean() >= 0.6
+    assert clones["arm"].str.fullmatch(r"\d{1,2}[pq]").all()
+    trunk = clones[clones["clone"].str.endswith("_c1")]
+    assert (trunk["parent"] == "").all() and trunk["arm"].isin(npc).all()
+
+
+# ------------------------------------------------------------------------------------------
+# droplets: raw file, ambient, antibody tags
+# ------------------------------------------------------------------------------------------
+def test_raw_has_empty_droplets_with_antibody_counts(cohort, rna):
+    out, _ = cohort
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    r = samples.iloc[0]
+    raw = sc.read_10x_h5(r["rna_raw"], gex_only=False)
+    filt = rna[r["sample_id"]]
+    assert raw.n_obs == N_CELLS + 600
+    assert set(filt.obs_names) <= set(raw.obs_names)
+    assert list(raw.obs_names) == sorted(raw.obs_names)
+    empty = ~raw.obs_names.isin(filt.obs_names)
+    gex = (raw.var["feature_types"] == "Gene Expression").to_numpy()
+    e_counts = np.asarray(raw.X[empty][:, gex].sum(axis=1)).ravel()
+    e_adt = np.asarray(raw.X[empty][:, ~gex].sum(axis=1)).ravel()
+    assert e_counts.min() >= 10 and e_counts.max() <= 300
+    assert np.mean(e_adt > 0) > 0.9
+    # filtered barcodes carry identical counts in raw
+    sub = raw[filt.obs_names]
+    assert (sub.X != filt.X).nnz == 0
+    # haemoglobin reaches droplets only through ambient RNA (lysed red cells)
+    st = pd.read_csv(out / "truth" / "samples.tsv", sep="\t").set_index("sample_id")
+    hbb = np.asarray(raw.X[empty][:, raw.var_names.get_loc("HBB")].sum())
+    if st.loc[r["sample_id"], "haemoglobin_ambient"] > 0.002:
+        assert hbb > 0
+
+
+def test_antibody_tags_positive_populations_and_isotypes(rna, truth):
+    tr = truth.set_index("cell_id")
+    pos_ratio = []
+    for sid, a in rna.items():
+        t = tr.loc[[f"{sid}:{b}" for b in a.obs_names]]
+        good = (~t["is_doublet"].astype(bool) & ~t["is_low_quality"].astype(bool)).to_numpy()
+        names = a.var_names
+        for tag in ["CD3", "CD19", "CD14", "EpCAM"]:
+            j = names.get_loc(f"{tag}_TotalSeqB")
+            x = np.asarray(a.X[:, j].todense()).ravel()
+            pos = good & t["cell_type"].isin(simulate.ADT_PANEL[tag]["positive"]).to_numpy()
+            neg = good & ~t["cell_type"].isin(simulate.ADT_PANEL[tag]["positive"]).to_numpy()
+            if pos.sum() >= 5:
+                pos_ratio.append(np.median(x[pos]) / max(np.median(x[neg]), 1))
+        # isotype counts track the non-specific-binding factor
+        iso = np.asarray(a.X[:, names.str.contains("control")].sum(axis=1)).ravel()
+        assert np.corrcoef(np.log1p(iso[good]), np.log(t["adt_nsb"].to_numpy()[good]))[0, 1] > 0.3
+    assert len(pos_ratio) >= 8 and min(pos_ratio) > 5
+    assert sum(v["is_isotype"] for v in simulate.ADT_PANEL.values()) == 3
+
+
+# ------------------------------------------------------------------------------------------
+# planted response biology
+# ------------------------------------------------------------------------------------------
+def test_effects_table(cohort):
+    out, _ = cohort
+    eff = pd.read_csv(out / "truth" / "effects.tsv", sep="\t", keep_default_na=False)
+    assert list(eff.columns) == ["kind", "contrast", "group", "timepoint", "cell_type", "feature",
+                                 "log2fc", "planted"]
+    assert set(eff["kind"]) == {"composition", "de_gene", "protein", "clone"}
+    comp = eff[(eff["kind"] == "composition")]
+    nulls = comp.loc[~comp["planted"], "cell_type"]
+    assert len(set(nulls) - set(simulate._COMPOSITION_EFFECTS)) >= 4
+    de = eff[(eff["kind"] == "de_gene") & eff["planted"] & (eff["contrast"] == "responder_vs_non_responder")]
+    assert set(de["cell_type"]) == {"CD8_exhausted", "macrophage_C1Q"}
+    assert de["log2fc"].abs().between(1.0, 2.0).all()
+    assert (de["log2fc"] > 0).sum() >= 14 and (de["log2fc"] < 0).sum() >= 14
+    marker_genes = {g for gs in simulate.MARKER_PROGRAMMES.values() for g in gs}
+    assert not set(de["feature"]) & marker_genes
+    prot = eff[(eff["kind"] == "protein") & eff["planted"]]
+    assert set(prot["feature"]) == set(simulate.PLANTED_PROTEINS)
+    assert (~eff.loc[eff["kind"] == "protein", "planted"]).sum() >= 10
+
+
+def test_planted_composition_shift_in_truth_counts(cohort, truth):
+    out, _ = cohort
+    patients = pd.read_csv(out / "patients.tsv", sep="\t")
+    comp = pd.read_csv(out / "truth" / "composition.tsv", sep="\t")
+    n = comp.pivot_table(index="cell_type", columns="sample_id", values="n_cells")
+    for _, p in patients.iterrows():
+        b, r = n[f"{p.patient_id}_baseline"], n[f"{p.patient_id}_resection"]
+        cd8 = (r["CD8_exhausted"] + r["CD8_effector_memory"] + 1) / (b["CD8_exhausted"] + b["CD8_effector_memory"] + 1)
+        mal = (r["malignant"] + 1) / (b["malignant"] + 1)
+        # counts of a 500-cell sample are noisy (a 2% type is ~10 cells): loose bounds here,
+        # the exact planted values are checked on the expected fractions below
+        if p.response == "responder":
+            assert cd8 > 1.4 and mal < 0.8
+        else:
+            assert 0.6 < cd8 < 1.6 and 0.6 < mal < 1.6
+    # expected fractions follow the planted log2fc closely in the responder
+    ex = comp.pivot_table(index="cell_type", columns="sample_id", values="expected_fraction")
+    resp = patients.loc[patients["response"] == "responder", "patient_id"].iloc[0]
+    lfc = np.log2(ex[f"{resp}_resection"] / ex[f"{resp}_baseline"])
+    assert abs(lfc["malignant"] + 2.0) < 0.6 and abs(lfc["CD8_exhausted"] - 1.3) < 0.6
+    assert (truth.groupby("sample_id").size() == N_CELLS).all()
+
+
+def test_de_genes_shift_in_responders(cohort, pooled):
+    out, _ = cohort
+    X, tr, genes = pooled
+    eff = pd.read_csv(out / "truth" / "effects.tsv", sep="\t", keep_default_na=False)
+    de = eff[(eff["kind"] == "de_gene") & eff["planted"] & (eff["cell_type"] == "CD8_exhausted")]
+    good = _good(tr) & (tr["cell_type"] == "CD8_exhausted").to_numpy()
+    N = _cp10k(X[good])
+    resp = (tr.loc[good, "response"] == "responder").to_numpy()
+    cols = [genes.get_loc(g) for g in de["feature"]]
+    m_r = np.asarray(N[resp][:, cols].mean(axis=0)).ravel()
+    m_n = np.asarray(N[~resp][:, cols].mean(axis=0)).ravel()
+    obs = np.log2((m_r + 1e-3) / (m_n + 1e-3))
+    # one patient per group: batch noise is large, but the direction must mostly agree
+    assert np.mean(np.sign(obs) == np.sign(de["log2fc"].to_numpy())) >= 0.75
+
+
+def test_proteomics_file(cohort):
+    out, _ = cohort
+    pg = pd.read_csv(out / "proteomics" / "proteinGroups.txt", sep="\t", keep_default_na=False)
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")["sample_id"]
+    for s in samples:
+        for pre in ("Intensity ", "LFQ intensity ", "MS/MS count "):
+            assert f"{pre}{s}" in pg.columns
+    for c in ["Protein IDs", "Majority protein IDs", "Protein names", "Gene names", "Peptides",
+              "Intensity", "Only identified by site", "Reverse", "Potential contaminant", "id"]:
+        assert c in pg.columns
+    rev = pg["Reverse"] == "+"
+    con = pg["Potential contaminant"] == "+"
+    site = pg["Only identified by site"] == "+"
+    assert rev.sum() >= 5 and con.sum() >= 5 and site.sum() >= 5
+    assert pg.loc[rev, "Protein IDs"].str.startswith("REV__").all()
+    assert pg.loc[con, "Protein IDs"].str.startswith("CON__").all()
+    assert set(pg.loc[~rev & ~con & ~site, "Protein IDs"].str[:4]) == {"SIM_"}
+    assert (~rev & ~con & ~site).sum() == 500
+    lfq = pg[[f"LFQ intensity {s}" for s in samples]]
+    assert (lfq == 0).to_numpy().mean() > 0.02  # missing values exist, as zeros
+    # missing not at random: proteins with missing values are the low-abundance ones
+    target = pg.loc[~rev & ~con & ~site]
+    tl = target[[f"LFQ intensity {s}" for s in samples]]
+    any_missing = (tl == 0).any(axis=1)
+    med = np.log2(tl.replace(0, np.nan)).median(axis=1)
+    assert med[any_missing].median() < med[~any_missing].median() - 1
+    assert pg["id"].tolist() == list(range(len(pg)))
+    truth = pd.read_csv(out / "truth" / "proteins.tsv", sep="\t")
+    assert set(truth["protein_id"]) == set(target["Protein IDs"])
+    rows = pd.read_csv(out / "truth" / "protein_rows.tsv", sep="\t")
+    assert set(rows["protein_id"]) == set(pg["Protein IDs"])
+    planted = truth[truth["planted_log2fc"] != 0]
+    assert set(planted["gene"]) == set(simulate.PLANTED_PROTEINS)
+
+
+# ------------------------------------------------------------------------------------------
+# scDNA
+# ------------------------------------------------------------------------------------------
+def test_scdna_bins_and_copy_number(cohort):
+    out, _ = cohort
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    dcells = pd.read_csv(out / "truth" / "dna_cells.tsv.gz", sep="\t")
+    clones = pd.read_csv(out / "truth" / "clones.tsv", sep="\t")
+    patients = pd.read_csv(out / "patients.tsv", sep="\t").set_index("patient_id")
+    arms = pd.read_csv(Path(simulate.__file__).resolve().parents[2] / "resources" / "chromosome_arms_grch38.tsv", sep="\t")
+    mid = dict(zip(arms["chrom"], (arms["centromere_start"] + arms["centromere_end"]) // 2))
+    ratios = []
+    for _, r in samples.iterrows():
+        t = pd.read_csv(r["dna"], sep="\t")
+        assert list(t.columns[:3]) == ["chrom", "start", "end"]
+        assert t.shape[1] - 3 == 80 and len(t) > 2500
+        assert set(t["chrom"]) == {f"chr{i}" for i in range(1, 23)} | {"chrX"}
+        reads = t.iloc[:, 3:]
+        assert np.issubdtype(reads.dtypes.iloc[0], np.integer)
+        assert 40 < reads.to_numpy().mean() < 200
+        arm = t["chrom"].str[3:] + np.where((t["start"] + t["end"]) // 2 < t["chrom"].map(mid), "p", "q")
+        truth = dcells[dcells["sample_id"] == r["sample_id"]].set_index("cell_id")
+        assert len(truth) == 80
+        for bc in reads.columns:
+            clone = truth.loc[f"{r['sample_id']}:{bc}", "clone"]
+            if clone == "normal":
+                continue
+            ev = clones[clones["clone"] == clone]
+            altered = set(ev["arm"])
+            diploid = ~arm.isin(altered) & (t["chrom"] != "chrX")
+            for a, cn in zip(ev["arm"], ev["copy_number"]):
+                if cn == 1:
+                    ratios.append(reads.loc[arm == a, bc].mean() / reads.loc[diploid, bc].mean())
+        # chrX: one copy in male cells, two in female cells
+        normal = truth.index[truth["clone"] == "normal"].str.split(":").str[1]
+        sex = patients.loc[r["patient_id"], "sex"]
+        x_ratio = reads.loc[t["chrom"] == "chrX", normal].to_numpy().mean() / \
+            reads.loc[t["chrom"] != "chrX", normal].to_numpy().mean()
+        assert (0.4 < x_ratio < 0.6) if sex == "male" else (0.85 < x_ratio < 1.15), (sex, x_ratio)
+    assert len(ratios) >= 10
+    assert 0.4 < np.median(ratios) < 0.6
+
+
+# ------------------------------------------------------------------------------------------
+# resources and writers
+# ------------------------------------------------------------------------------------------
+def test_gene_table_resource():
+    root = Path(simulate.__file__).resolve().parents[2] / "resources"
+    g = pd.read_csv(root / "genes_grch38.tsv", sep="\t")
+    assert list(g.columns) == ["gene_symbol", "chrom", "start", "end", "strand", "gene_type"]
+    assert 2500 <= len(g) <= 3500 and g["gene_symbol"].is_unique
+    assert (g["gene_symbol"].str.startswith("MT-")).sum() == 13
+    assert 70 <= g["gene_symbol"].str.match(r"^RP[LS]").sum() <= 100
+    assert set(simulate.required_genes()) <= set(g["gene_symbol"])
+    assert {"HBA1", "HBA2", "HBB"} <= set(g["gene_symbol"])
+    arms = pd.read_csv(root / "chromosome_arms_grch38.tsv", sep="\t")
+    assert len(arms) == 24
+    mid = dict(zip(arms["chrom"], (arms["centromere_start"] + arms["centromere_end"]) // 2))
+    g = g[g["chrom"].isin([f"chr{i}" for i in range(1, 23)] + ["chrX"])]
+    arm = g["chrom"] + np.where(g["start"] < g["chrom"].map(mid), "p", "q")
+    counts = arm.value_counts()
+    big_arms = [a for a in counts.index if a not in {"chr13p", "chr14p", "chr15p", "chr21p", "chr22p"}]
+    assert counts[big_arms].min() >= 20 and len(big_arms) == 41
+    bins = pd.read_csv(root / "bins_1mb_grch38.tsv.gz", sep="\t")
+    assert list(bins.columns) == ["chrom", "start", "end", "gc", "blacklist"]
+    assert 2900 < len(bins) < 3200
+
+
+def test_write_10x_h5_roundtrip_with_scanpy(tmp_path):
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 12, density=0.3, format="csr", random_state=1)
+    X.data = np.ceil(X.data * 20)
+    var = pd.DataFrame({"gene_ids": [f"G{i}" for i in range(10)] + ["ADT_CD3", "ADT_IgG1_control"],
+                        "feature_types": ["Gene Expression"] * 10 + ["Antibody Capture"] * 2},
+                       index=[f"GENE{i}" for i in range(10)] + ["CD3_TotalSeqB", "IgG1_control_TotalSeqB"])
+    bcs = [f"{''.join(rng.choice(list('ACGT'), 16))}-1" for _ in range(40)]
+    a = ad.AnnData(X, obs=pd.DataFrame(index=bcs), var=var)
+    writers.write_10x_h5(a, tmp_path / "m.h5")
+    b = sc.read_10x_h5(tmp_path / "m.h5", gex_only=False)
+    assert (b.X != a.X).nnz == 0 and b.shape == a.shape
+    assert list(b.obs_names) == bcs and list(b.var_names) == list(a.var_names)
+    assert list(b.var["gene_ids"]) == list(var["gene_ids"])
+    assert list(b.var["feature_types"]) == list(var["feature_types"])
+    assert list(b.var["genome"]) == ["GRCh38"] * 10 + ["", ""]
+    assert sc.read_10x_h5(tmp_path / "m.h5").n_vars == 10
+    writers.write_10x_h5(a, tmp_path / "m2.h5")
+    assert (tmp_path / "m.h5").read_bytes() == (tmp_path / "m2.h5").read_bytes()
+    with pytest.raises(InputError):
+        writers.write_10x_h5(ad.AnnData(X), tmp_path / "bad.h5")
+    bad = a.copy()
+    bad.X = bad.X * 0.5
+    with pytest.raises(InputError):
+        writers.write_10x_h5(bad, tmp_path / "bad.h5")
+
+
+def test_write_scdna_wide_and_maxquant(tmp_path):
+    var = pd.DataFrame({"chrom": ["chr1", "chr1", "chr2"], "start": [0, 1_000_000, 0],
+                        "end": [1_000_000, 2_000_000, 1_000_000]}, index=["b1", "b2", "b3"])
+    a = ad.AnnData(np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32),
+                   obs=pd.DataFrame(index=["AAAA-1", "CCCC-1"]), var=var)
+    writers.write_scdna_wide(a, tmp_path / "x.bins.tsv.gz")
+    t = pd.read_csv(tmp_path / "x.bins.tsv.gz", sep="\t")
+    assert list(t.columns) == ["chrom", "start", "end", "AAAA-1", "CCCC-1"]
+    assert t["CCCC-1"].tolist() == [4, 5, 6]
+
+    inten = pd.DataFrame({"s1": [1e6, 0, 5e5], "s2": [2e6, 3e5, np.nan]})
+    ann = pd.DataFrame({"protein_id": ["SIM_A", "SIM_B", "SIM_C"], "gene": ["A", "B", ""],
+                        "protein_name": ["a", "b", ""], "reverse": [False, False, True],
+                        "contaminant": [False, True, False], "only_by_site": [True, False, False]})
+    writers.write_maxquant_protein_groups(inten, ann, tmp_path / "pg.txt")
+    pg = pd.read_csv(tmp_path / "pg.txt", sep="\t", keep_default_na=False)
+    assert pg["Protein IDs"].tolist() == ["SIM_A", "CON__SIM_B", "REV__SIM_C"]
+    assert pg["Reverse"].tolist() == ["", "", "+"] and pg["Only identified by site"].tolist() == ["+", "", ""]
+    assert pg["Intensity s1"].tolist() == [1000000, 0, 500000] and pg["LFQ intensity s2"].tolist()[2] == 0
+    assert pg["Intensity"].tolist() == [3000000, 300000, 500000]
+    assert list(pg.columns[:6]) == ["Protein IDs", "Majority protein IDs", "Protein names",
+                                    "Gene names", "Peptides", "Intensity"]
+    assert list(pg.columns[-4:]) == ["Only identified by site", "Reverse", "Potential contaminant", "id"]
+    with pytest.raises(InputError):
+        writers.write_maxquant_protein_groups(inten, ann.drop(columns="reverse"), tmp_path / "pg2.txt")
+
+
+def test_simulate_imports_no_analysis_module():
+    src = Path(simulate.__file__).read_text()
+    imports = [l.strip() for l in src.splitlines() if l.strip().startswith(("import ", "from "))]
+    pinnacle_imports = [l for l in imports if "pinnacle" in l]
+    assert all(l in ("from pinnacle import writers", "from pinnacle.errors import InputError")
+               for l in pinnacle_imports), pinnacle_imports

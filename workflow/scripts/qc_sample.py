@@ -1,0 +1,51 @@
+"""Adapter: one sample's QC: read, metrics, thresholds, doublets, ambient estimate, figure."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import pandas as pd  # noqa: E402
+
+from pinnacle import io, rna_qc, sheets  # noqa: E402
+
+meta, qc, seed = snakemake.params.meta, snakemake.params.qc, snakemake.params.seed
+rna, prot = io.split_features(io.read_rna(snakemake.input.rna, sample_id=meta["sample_id"]))
+rna = sheets.label_cells(rna, **meta)
+rna = rna_qc.qc_metrics(rna, mito_prefix=qc["mito_prefix"], ribo_prefixes=qc["ribo_prefixes"],
+                        hb_regex=qc["hb_regex"], where=snakemake.input.rna)
+rna, summary = rna_qc.run_sample_qc(
+    rna, method=qc["thresholds"], n_mads=qc["n_mads"], mito_floor=qc["mito_floor"], fixed=qc["fixed"],
+    doublets=qc["doublets"]["enabled"], remove_doublets=qc["doublets"]["remove"],
+    doublet_rate_per_1000=qc["doublets"]["rate_per_1000_cells"], doublet_rate=qc["doublets"]["expected_rate"],
+    doublet_threshold=qc["doublets"]["threshold"], random_state=seed)
+kept = rna[rna.obs["keep"].to_numpy()].copy()
+if snakemake.input.rna_raw:
+    raw = io.read_rna(snakemake.input.rna_raw[0], sample_id=meta["sample_id"])
+    ambient = rna_qc.ambient_profile(raw[:, kept.var_names.intersection(raw.var_names)], rna.obs_names,
+                                     max_umis=qc["ambient_max_umis"], where=snakemake.input.rna_raw[0])
+    rna_qc.quick_clusters(kept, random_state=seed)
+    est = rna_qc.estimate_contamination(kept, ambient, groupby="qc_cluster")
+    summary.update(ambient_contamination=est["contamination"], ambient_pairs_used=est["n_pairs_used"],
+                   ambient_clusters=est["n_clusters"], empty_droplets=ambient.attrs["n_droplets"])
+    kept.uns["ambient_profile"] = ambient.to_frame()
+else:
+    summary.update(ambient_contamination=float("nan"), ambient_pairs_used=0, ambient_clusters=0, empty_droplets=0)
+thresholds = rna_qc.qc_thresholds(rna.obs, method=qc["thresholds"], n_mads=qc["n_mads"],
+                                  mito_floor=qc["mito_floor"], fixed=qc["fixed"])
+fig = rna_qc.plot_sample_qc(rna, thresholds, title=f"{meta['sample_id']}: {summary['n_cells_kept']} of "
+                            f"{summary['n_cells_loaded']} cells kept")
+fig.savefig(snakemake.output.figure, dpi=110)
+
+cols = ["barcode", *sheets.OBS_META, "total_counts", "n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo",
+        "pct_counts_hb", "qc_pass", "doublet_score", "predicted_doublet", "keep"]
+rna.obs[cols].to_csv(snakemake.output.cells, sep="\t", index_label="cell_id")
+pd.DataFrame([{**meta, **summary, "n_adt": 0 if prot is None else prot.n_vars}]).to_csv(
+    snakemake.output.summary, sep="\t", index=False)
+kept.obs = kept.obs.drop(columns=[c for c in kept.obs if c.startswith("qc_fail_")])
+kept.write_h5ad(snakemake.output.rna, compression="gzip")
+if prot is None:
+    prot = kept[:, []].copy()
+else:
+    prot = prot[kept.obs_names].copy()
+prot.obs = kept.obs[list(sheets.OBS_META)].copy()
+prot.write_h5ad(snakemake.output.prot, compression="gzip")
+print(summary, file=sys.stderr)
