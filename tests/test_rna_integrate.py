@@ -42,3 +42,83 @@ def test_per_sample_hvgs_equal_scanpy_batch_key():
     np.testing.assert_array_equal(ours["highly_variable"].to_numpy(), expected["highly_variable"].to_numpy())
     np.testing.assert_array_equal(ours["highly_variable_nbatches"].to_numpy(),
                                   expected["highly_variable_nbatches"].to_numpy())
+
+
+# ---- on a simulated cohort with strong planted batch effects ---------------------------------
+
+import pytest  # noqa: E402
+
+from pinnacle import io, truth_check  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """10,400 cells (above the size where pynndescent 0.7 broke sc.pp.neighbors), 4 samples,
+    batch effects stronger than the demo's; planted doublets and damaged cells dropped."""
+    from pinnacle.simulate import simulate_cohort
+
+    out = tmp_path_factory.mktemp("sim")
+    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=2600, dna_cells_per_sample=20,
+                    batch_strength=0.4, seed=7)
+    truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    parts, stats = [], {}
+    for row in samples.itertuples():
+        rna, _ = io.split_features(io.read_rna(row.rna, sample_id=row.sample_id))
+        rna.obs["sample_id"] = row.sample_id
+        t = truth.loc[rna.obs_names]
+        rna = rna[~(t["is_doublet"] | t["is_low_quality"]).to_numpy()].copy()
+        stats[row.sample_id] = rna_integrate.sample_hvg_stats(rna, n_top_genes=1500)
+        parts.append(rna)
+    hvg = rna_integrate.select_hvgs(stats, n_top_genes=1500)
+    adata = rna_integrate.build_cohort(iter(parts), genes=list(hvg.index[hvg["highly_variable"]]))
+    adata.var["highly_variable"] = True
+    rna_integrate.normalise(adata)
+    rna_integrate.pca(adata, n_comps=30)
+    adata.obs["major"] = truth.loc[adata.obs_names, "cell_type_major"].to_numpy()
+    return adata, truth.reset_index()
+
+
+def _mixing_and_purity(adata, truth, key):
+    rows = truth_check.check_integration(adata.obs, dict(adata.obsm), truth, method_key=key)
+    return {r["metric"]: r for r in rows}
+
+
+def test_cohort_is_sparse_float32_and_large_enough(cohort):
+    adata, _ = cohort
+    assert adata.n_obs > 10_000
+    assert sp.issparse(adata.X) and adata.X.dtype == np.float32
+    assert sp.issparse(adata.layers["counts"])
+
+
+def test_harmony_mixes_batches_and_keeps_types(cohort):
+    adata, truth = cohort
+    rna_integrate.run_harmony(adata, batch_key="sample_id")
+    rows = _mixing_and_purity(adata, truth, "X_harmony")
+    # Unintegrated, the samples barely mix; after Harmony iLISI rises by > 0.05 (0-1 scale)
+    # while >= 90% of each cell's neighbours keep its planted major type.
+    assert rows["integration_ilisi_gain"]["pass"], rows["integration_ilisi_gain"]
+    assert rows["integration_major_type_knn_purity"]["pass"], rows["integration_major_type_knn_purity"]
+
+
+def test_scvi_trains_on_cpu_and_mixes(cohort):
+    adata, truth = cohort
+    adata, model = rna_integrate.run_scvi(adata, batch_key="sample_id", max_epochs=40, n_threads=2)
+    assert adata.obsm["X_scVI"].shape == (adata.n_obs, 30)
+    assert adata.uns["scvi"]["device"] == "cpu" and np.isfinite(adata.uns["scvi"]["final_elbo_train"])
+    rows = _mixing_and_purity(adata, truth, "X_scVI")
+    assert rows["integration_ilisi_gain"]["pass"], rows["integration_ilisi_gain"]
+    assert rows["integration_major_type_knn_purity"]["pass"], rows["integration_major_type_knn_purity"]
+
+
+def test_neighbors_umap_leiden_at_scale(cohort):
+    adata, _ = cohort
+    rna_integrate.cluster(adata, use_rep="X_pca", resolutions=(0.5,))
+    assert adata.obsm["X_umap"].shape == (adata.n_obs, 2)
+    assert adata.obs["leiden_0.5"].nunique() > 5
+
+
+def test_scvi_epoch_heuristic():
+    assert rna_integrate.scvi_max_epochs(1_000) == 400
+    assert rna_integrate.scvi_max_epochs(100_000) == 80
+    assert rna_integrate.scvi_max_epochs(1_000, cap=50) == 50

@@ -151,7 +151,7 @@ def scvi_max_epochs(n_cells: int, *, cap: int = 400) -> int:
 def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_latent: int = 30,
              n_layers: int = 2, max_epochs: int | None = None, epoch_cap: int = 400,
              accelerator: str = "auto", batch_size: int = 1024, random_state: int = 0,
-             key_added: str = "X_scVI"):
+             n_threads: int | None = None, key_added: str = "X_scVI"):
     """scVI on the HVG counts; GPU when one is visible (``accelerator='auto'``), CPU otherwise.
 
     Returns ``(adata, model)``; the latent is ``obsm[key_added]`` and
@@ -161,6 +161,8 @@ def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_late
     import torch
 
     scvi.settings.seed = random_state
+    if n_threads:
+        torch.set_num_threads(int(n_threads))
     sub = adata[:, adata.var["highly_variable"]].copy() if "highly_variable" in adata.var else adata.copy()
     scvi.model.SCVI.setup_anndata(sub, layer=layer, batch_key=batch_key)
     model = scvi.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers)
@@ -236,3 +238,79 @@ def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_
     df["batch_score"] = df[["ilisi", "silhouette_batch", "graph_connectivity"]].mean(axis=1)
     df["bio_score"] = df[["clisi", "silhouette_label", "ari", "nmi"]].mean(axis=1)
     return df
+
+
+# --------------------------------------------------------------------------------------------
+# the cohort object on the genes it needs
+# --------------------------------------------------------------------------------------------
+
+
+def genes_in_yaml(data) -> set[str]:
+    """Every gene named under a ``markers``, ``negative`` or ``genes`` key of a parsed YAML
+    resource (marker sets, signatures), at any depth."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("markers", "negative", "genes") and isinstance(value, list):
+                found.update(str(g) for g in value)
+            else:
+                found |= genes_in_yaml(value)
+    elif isinstance(data, list):
+        for item in data:
+            found |= genes_in_yaml(item)
+    return found
+
+
+def build_cohort(samples, *, genes: Sequence[str]) -> ad.AnnData:
+    """Stack per-sample AnnData objects (any iterable, consumed one at a time) on ``genes``.
+
+    Each sample is cut to the cohort genes as soon as it is read, so only one sample's full
+    gene matrix is ever in memory. Genes a sample lacks are dropped from the cohort (logged).
+    """
+    parts = []
+    genes = pd.Index(pd.unique(np.asarray(genes, dtype=str)))
+    for a in samples:
+        present = genes.intersection(a.var_names, sort=False)
+        if len(present) < len(genes):
+            log.warning("%s lacks %d cohort genes; they are dropped", a.obs["sample_id"].iloc[0],
+                        len(genes) - len(present))
+            genes = present
+        parts = [p[:, genes] for p in parts]
+        parts.append(a[:, genes].copy())
+    cohort = ad.concat(parts, join="inner", merge="same")
+    cohort.X = cohort.X.astype(np.float32)
+    for col in ("sample_id", "patient_id", "timepoint", "response"):
+        if col in cohort.obs:
+            cohort.obs[col] = cohort.obs[col].astype("category")
+    return cohort
+
+
+def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequence[str]):
+    """One row per embedding's UMAP, one column per obs key: before/after integration at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(bases), len(colors), figsize=(4.2 * len(colors), 4 * len(bases)),
+                             squeeze=False, constrained_layout=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(adata.n_obs)
+    for r, (title, key) in enumerate(bases.items()):
+        xy = adata.obsm[key][order]
+        for c, color in enumerate(colors):
+            ax = axes[r, c]
+            values = adata.obs[color].astype("category").iloc[order]
+            cats = values.cat.categories
+            cmap = plt.get_cmap("tab20" if len(cats) > 10 else "tab10")
+            codes = values.cat.codes.to_numpy()
+            ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(i % cmap.N) for i in codes], s=1.5, linewidths=0,
+                       rasterized=True)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{title}: {color}", fontsize=9)
+            if len(cats) <= 20:
+                for i, cat in enumerate(cats):
+                    ax.scatter([], [], c=[cmap(i % cmap.N)], s=12, label=str(cat))
+                ax.legend(fontsize=6, markerscale=1, loc="upper right", frameon=False, ncol=1 + len(cats) // 12)
+    return fig

@@ -146,3 +146,45 @@ def check_ambient(qc_summary: pd.DataFrame, truth_samples: pd.DataFrame) -> list
     err = (j["ambient_contamination"] - j["ambient_fraction"]).abs().mean()
     return [row("ambient_contamination_mae", err, 0.02, direction="<=",
                 detail=f"mean absolute error over {len(j)} samples (planted 0.02-0.10)")]
+
+
+def knn_label_purity(embedding: np.ndarray, labels: np.ndarray, *, k: int = 15) -> float:
+    """Mean fraction of each cell's k nearest neighbours that share its label."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
+    idx = nn.kneighbors(embedding, return_distance=False)[:, 1:]
+    labels = np.asarray(labels)
+    return float((labels[idx] == labels[:, None]).mean())
+
+
+def check_integration(obs: pd.DataFrame, obsm: dict[str, np.ndarray], truth_cells: pd.DataFrame, *,
+                      method_key: str, batch_key: str = "sample_id") -> list[dict]:
+    """Batch mixing improves over the unintegrated PCA while planted cell types stay apart.
+
+    Mixing is iLISI (scib-metrics, 0-1) on the non-malignant cells (malignant cells are
+    patient-specific and should not mix); separation is the kNN purity of the planted major
+    type and the label silhouette in the integrated embedding.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", False)
+    import scib_metrics
+    from scib_metrics.nearest_neighbors import pynndescent
+
+    t = truth_cells.set_index("cell_id").loc[obs.index]
+    major = t["cell_type_major"].astype(str).to_numpy()
+    normal = major != "malignant/epithelial"
+    batches = obs[batch_key].astype(str).to_numpy()
+    ilisi = {}
+    for name, key in (("pca", "X_pca"), ("integrated", method_key)):
+        X = np.asarray(obsm[key], dtype=np.float32)[normal]
+        ilisi[name] = float(scib_metrics.ilisi_knn(pynndescent(X, n_neighbors=30, random_state=0), batches[normal]))
+    X = np.asarray(obsm[method_key], dtype=np.float32)
+    purity = knn_label_purity(X, major)
+    sil = float(scib_metrics.silhouette_label(X, major))
+    return [row("integration_ilisi_gain", ilisi["integrated"] - ilisi["pca"], 0.05,
+                detail=f"iLISI {ilisi['pca']:.3f} (PCA) -> {ilisi['integrated']:.3f} ({method_key}), non-malignant cells"),
+            row("integration_major_type_knn_purity", purity, 0.9,
+                detail="fraction of 15 nearest neighbours with the same planted major type"),
+            row("integration_major_type_silhouette", sil, 0.5, detail="scib label silhouette (0-1)")]

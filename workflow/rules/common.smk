@@ -72,6 +72,10 @@ else:
                          "(no cells.tsv.gz in it).", "point it at <cohort>/truth or set it to \"\".")
 
 
+# Curated gene sets whose genes the cohort object always keeps (markers, signatures).
+GENE_RESOURCES = [str(p) for p in (Path(workflow.basedir) / "resources").glob("*.yaml")]
+
+
 wildcard_constraints:
     sample="|".join(map(str, samples.index)),
 
@@ -98,7 +102,8 @@ def get_dna(wildcards):
 
 def get_final_output():
     out = ["results/cohort/rna_counts.h5ad", "results/rna/qc_summary.tsv",
-           "results/figures/qc_summary.png"]
+           "results/figures/qc_summary.png", "results/cohort/integrated.h5ad",
+           "results/figures/umap_integration.png"]
     out += expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES)
     if PROTEOMICS["path"]:
         out.append("results/proteomics/proteomics.h5ad")
@@ -112,6 +117,7 @@ def truth_check_inputs(wildcards):
         "cells": expand("results/rna/{sample}/cells.tsv.gz", sample=RNA_SAMPLES),
         "cohort_cells": "results/cohort/cells.tsv.gz",
         "qc_summary": "results/rna/qc_summary.tsv",
+        "integrated": "results/cohort/integrated.h5ad",
         "truth_cells": f"{TRUTH}/cells.tsv.gz",
         "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
     }

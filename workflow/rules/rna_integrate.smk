@@ -32,6 +32,7 @@ rule build_cohort:
     params:
         n_top_genes=config["integration"]["n_top_genes"],
         extra_genes=config["integration"]["extra_genes"],
+        gene_resources=GENE_RESOURCES,
         n_pcs=config["integration"]["n_pcs"],
         seed=config["seed"],
     log:
@@ -68,6 +69,28 @@ rule integrate:
         "../../envs/pinnacle.yaml"
     script:
         "../scripts/integrate.py"
+
+
+rule plot_integration:
+    input:
+        h5ad="results/cohort/integrated.h5ad",
+    output:
+        figure=report("results/figures/umap_integration.png", caption="../report/umap_integration.rst",
+                      category="2. Integration", labels={"figure": "UMAP before / after integration"}),
+    params:
+        batch_key=config["integration"]["batch_key"],
+        leiden=f"leiden_{config['integration']['leiden_resolutions'][0]}",
+    log:
+        "logs/cohort/plot_integration.log",
+    benchmark:
+        "benchmarks/cohort/plot_integration.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/plot_integration.py"
 
 
 rule merge_samples:

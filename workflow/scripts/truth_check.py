@@ -25,6 +25,10 @@ rows += tc.check_qc_filtering(cells, truth_cells) + tc.check_doublets(cells, tru
 rows += tc.check_ambient(qc_summary, truth_samples)
 rows.append(tc.row("cohort_has_kept_cells", float(set(cohort.index) == set(cells.index[cells["keep"]])), 1.0,
                    detail=f"{len(cohort)} cells in the cohort"))
+integrated = ad.read_h5ad(inp.integrated, backed="r")
+rows += tc.check_integration(integrated.obs, {k: integrated.obsm[k][:] for k in integrated.obsm.keys()},
+                             truth_cells, method_key=integrated.uns["integration"]["embedding"],
+                             batch_key=integrated.uns["integration"]["batch_key"])
 if inp.dna:
     dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
     rows += tc.check_dna_reading(dna_ids, pd.read_csv(truth / "dna_cells.tsv.gz", sep="\t"))
