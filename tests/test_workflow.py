@@ -69,6 +69,16 @@ def test_outputs_exist_and_agree(demo_run):
     prot_bulk = ad.read_h5ad(res / "proteomics" / "proteomics.h5ad")
     assert prot_bulk.n_obs == 4 and set(prot_bulk.obs["patient_id"]) == {"P01", "P02"}
     assert (workdir / "logs").is_dir() and any((workdir / "benchmarks").rglob("*.tsv"))
+    # QC-passing cells only, integrated and annotated; counts kept, log-normalised X.
+    annotated = ad.read_h5ad(res / "cohort" / "annotated.h5ad")
+    assert annotated.n_obs == cohort.n_obs and annotated.n_vars < cohort.n_vars
+    assert {"X_pca", "X_scVI", "X_harmony", "X_umap"} <= set(annotated.obsm)
+    assert {"cell_type", "cell_type_major", "cell_type_confidence", "leiden_1.0"} <= set(annotated.obs)
+    assert "counts" in annotated.layers and annotated.X.max() < 20
+    metrics = pd.read_csv(res / "tables" / "integration_metrics.tsv", sep="\t")
+    assert set(metrics["embedding"]) == {"unintegrated (PCA)", "scVI", "Harmony"}
+    counts = pd.read_csv(res / "tables" / "cell_type_counts.tsv", sep="\t", index_col=0)
+    assert counts.to_numpy().sum() == annotated.n_obs
 
 
 def test_truth_check_all_rows_pass(demo_run):

@@ -314,3 +314,31 @@ def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequenc
                     ax.scatter([], [], c=[cmap(i % cmap.N)], s=12, label=str(cat))
                 ax.legend(fontsize=6, markerscale=1, loc="upper right", frameon=False, ncol=1 + len(cats) // 12)
     return fig
+
+
+def plot_integration_metrics(table: pd.DataFrame):
+    """Batch-mixing score against biological-conservation score, one point per embedding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    ax = axes[0]
+    ax.scatter(table["batch_score"], table["bio_score"], s=60)
+    for _, r in table.iterrows():
+        ax.annotate(r["embedding"], (r["batch_score"], r["bio_score"]), xytext=(5, 5), textcoords="offset points")
+    ax.set_xlabel("batch mixing (mean of iLISI, batch silhouette, graph connectivity)")
+    ax.set_ylabel("bio conservation (cLISI, label silhouette, ARI, NMI)")
+    ax.set_title("Integration: up and right is better")
+    metrics = ["ilisi", "silhouette_batch", "graph_connectivity", "clisi", "silhouette_label", "ari", "nmi"]
+    ax = axes[1]
+    width = 0.8 / len(table)
+    x = np.arange(len(metrics))
+    for i, (_, r) in enumerate(table.iterrows()):
+        ax.bar(x + i * width, [r[m] for m in metrics], width=width, label=r["embedding"])
+    ax.set_xticks(x + 0.4 - width / 2, metrics, rotation=45, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title("Each metric (0-1, higher is better)")
+    return fig

@@ -188,3 +188,23 @@ def check_integration(obs: pd.DataFrame, obsm: dict[str, np.ndarray], truth_cell
             row("integration_major_type_knn_purity", purity, 0.9,
                 detail="fraction of 15 nearest neighbours with the same planted major type"),
             row("integration_major_type_silhouette", sil, 0.5, detail="scib label silhouette (0-1)")]
+
+
+def check_annotation(labels: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
+    """Planted cell types recovered: overall accuracy at both levels, and the worst major type's
+    recall (issue bar: a major type below 0.9 recall is a failure). ``unknown`` counts as wrong."""
+    t = truth_cells.set_index("cell_id")
+    j = labels.join(t[["cell_type", "cell_type_major"]], rsuffix="_truth", how="inner")
+    j = j[~j["cell_type_truth"].isin(["doublet"])]
+    major_ok = j["cell_type_major"].astype(str) == j["cell_type_major_truth"].astype(str)
+    sub_ok = j["cell_type"].astype(str) == j["cell_type_truth"].astype(str)
+    recall = major_ok.groupby(j["cell_type_major_truth"]).agg(["mean", "size"])
+    recall = recall[recall["size"] >= 30]["mean"]  # recall of a handful of cells is noise
+    sub_recall = sub_ok.groupby(j["cell_type_truth"]).agg(["mean", "size"])
+    sub_recall = sub_recall[sub_recall["size"] >= 30]["mean"]
+    return [row("cell_type_major_accuracy", major_ok.mean(), 0.95, detail=f"{len(j)} planted singlets kept"),
+            row("cell_type_major_min_recall", recall.min(), 0.9,
+                detail=f"lowest (types with >= 30 cells): {recall.idxmin()}"),
+            row("cell_type_accuracy", sub_ok.mean(), 0.85, detail="23 planted subtypes"),
+            row("cell_type_min_recall", sub_recall.min(), 0.7,
+                detail=f"lowest (types with >= 30 cells): {sub_recall.idxmin()}")]

@@ -72,6 +72,21 @@ else:
                          "(no cells.tsv.gz in it).", "point it at <cohort>/truth or set it to \"\".")
 
 
+def resource_path(path):
+    """A config path to a curated resource: as given if it exists where snakemake runs, else
+    inside the pipeline's own folder (resources/ ships with the workflow)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    shipped = Path(workflow.basedir) / p
+    if shipped.exists():
+        return str(shipped)
+    raise InputError(f"config.yaml, path '{path}'", "the file exists neither in the run directory nor in "
+                     f"the pipeline folder ({workflow.basedir}).", "correct the path.")
+
+
+config["annotation"]["markers"] = resource_path(config["annotation"]["markers"])
+
 # Curated gene sets whose genes the cohort object always keeps (markers, signatures).
 GENE_RESOURCES = [str(p) for p in (Path(workflow.basedir) / "resources").glob("*.yaml")]
 
@@ -103,7 +118,8 @@ def get_dna(wildcards):
 def get_final_output():
     out = ["results/cohort/rna_counts.h5ad", "results/rna/qc_summary.tsv",
            "results/figures/qc_summary.png", "results/cohort/integrated.h5ad",
-           "results/figures/umap_integration.png"]
+           "results/figures/umap_integration.png", "results/cohort/annotated.h5ad",
+           "results/tables/integration_metrics.tsv"]
     out += expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES)
     if PROTEOMICS["path"]:
         out.append("results/proteomics/proteomics.h5ad")
@@ -118,6 +134,7 @@ def truth_check_inputs(wildcards):
         "cohort_cells": "results/cohort/cells.tsv.gz",
         "qc_summary": "results/rna/qc_summary.tsv",
         "integrated": "results/cohort/integrated.h5ad",
+        "labels": "results/cohort/cell_labels.tsv.gz",
         "truth_cells": f"{TRUTH}/cells.tsv.gz",
         "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
     }

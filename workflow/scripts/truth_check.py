@@ -29,6 +29,7 @@ integrated = ad.read_h5ad(inp.integrated, backed="r")
 rows += tc.check_integration(integrated.obs, {k: integrated.obsm[k][:] for k in integrated.obsm.keys()},
                              truth_cells, method_key=integrated.uns["integration"]["embedding"],
                              batch_key=integrated.uns["integration"]["batch_key"])
+rows += tc.check_annotation(pd.read_csv(inp.labels, sep="\t", index_col="cell_id"), truth_cells)
 if inp.dna:
     dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
     rows += tc.check_dna_reading(dna_ids, pd.read_csv(truth / "dna_cells.tsv.gz", sep="\t"))

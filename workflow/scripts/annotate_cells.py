@@ -1,0 +1,29 @@
+"""Adapter: marker-based cell types on the integrated cohort, with tables and figures."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import anndata as ad  # noqa: E402
+
+from pinnacle import annotate, rna_integrate  # noqa: E402
+
+cfg = snakemake.params.annotation
+adata = ad.read_h5ad(snakemake.input.h5ad)
+markers = annotate.load_markers(snakemake.input.markers)
+cluster_key = f"leiden_{cfg['cluster_resolution']}"
+if cluster_key not in adata.obs:
+    raise ValueError(f"annotation.cluster_resolution {cfg['cluster_resolution']} is not one of "
+                     f"integration.leiden_resolutions (obs has {[c for c in adata.obs if c.startswith('leiden_')]}).")
+annotate.annotate_by_markers(adata, markers, cluster_key=cluster_key, min_score=cfg["min_score"],
+                             min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
+                             random_state=snakemake.params.seed, where=snakemake.input.markers)
+labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", cluster_key]]
+labels.to_csv(snakemake.output.labels, sep="\t", index_label="cell_id")
+annotate.cell_type_counts(adata.obs).to_csv(snakemake.output.counts, sep="\t")
+annotate.crosstab_clusters(adata.obs, cluster_key, "cell_type").to_csv(snakemake.output.crosstab, sep="\t")
+fig = rna_integrate.plot_embeddings(adata, bases={"UMAP": "X_umap"}, colors=["cell_type_major", "cell_type"])
+fig.savefig(snakemake.output.umap, dpi=110)
+annotate.plot_marker_dotplot(adata, markers, groupby="cell_type").savefig(snakemake.output.dotplot, dpi=110,
+                                                                          bbox_inches="tight")
+adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+print(adata.obs["cell_type"].value_counts().to_string(), file=sys.stderr)
