@@ -53,12 +53,12 @@ from pinnacle import io, truth_check  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """10,400 cells (above the size where pynndescent 0.7 broke sc.pp.neighbors), 4 samples,
+    """~10,400 QC-passing cells (above the size where pynndescent 0.7 broke sc.pp.neighbors), 4 samples,
     batch effects stronger than the demo's; planted doublets and damaged cells dropped."""
     from pinnacle.simulate import simulate_cohort
 
     out = tmp_path_factory.mktemp("sim")
-    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=2600, dna_cells_per_sample=20,
+    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=2900, dna_cells_per_sample=20,
                     batch_strength=0.4, seed=7)
     truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
     samples = pd.read_csv(out / "samples.tsv", sep="\t")
@@ -122,3 +122,6 @@ def test_scvi_epoch_heuristic():
     assert rna_integrate.scvi_max_epochs(1_000) == 400
     assert rna_integrate.scvi_max_epochs(100_000) == 80
     assert rna_integrate.scvi_max_epochs(1_000, cap=50) == 50
+    # 3,000 cells in minibatches of 1,024 = 3 steps an epoch: 500 steps need 167 epochs.
+    assert rna_integrate.scvi_max_epochs(3_000, cap=50, batch_size=1024, min_steps=500) == 167
+    assert rna_integrate.scvi_max_epochs(100_000, cap=50, batch_size=1024, min_steps=500) == 50

@@ -110,7 +110,10 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     # Outside the demo, the expected doublet rate is the user's to give (cells loaded).
     qc = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["qc"]
     qc["doublets"]["expected_rate"] = 0.05
-    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc,
+    # Harmony as the chosen method here, so both integration paths run end to end.
+    integration = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["integration"]
+    integration.update(method="harmony", compare=[])
+    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc, integration=integration,
                   proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
                               "quantity": "LFQ intensity"})
     _run(real, cfg, "--cores", "2")

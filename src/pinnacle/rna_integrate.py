@@ -143,15 +143,20 @@ def pca(adata: ad.AnnData, *, n_comps: int = 50, random_state: int = 0) -> ad.An
     return adata
 
 
-def scvi_max_epochs(n_cells: int, *, cap: int = 400) -> int:
-    """scvi-tools' own heuristic (min(round(20,000 / n_cells x 400), 400)), capped by config."""
-    return int(max(1, min(round(20000 / max(n_cells, 1) * 400), 400, cap)))
+def scvi_max_epochs(n_cells: int, *, cap: int = 400, batch_size: int = 1024, min_steps: int = 0) -> int:
+    """scvi-tools' own heuristic (min(round(20,000 / n_cells x 400), 400)), capped by ``cap``,
+    but never fewer epochs than ``min_steps`` gradient steps need: a small cohort trained for
+    the cap alone sees too few minibatches to learn the batch effect."""
+    epochs = min(round(20000 / max(n_cells, 1) * 400), 400, cap)
+    steps_per_epoch = max(1, -(-n_cells // batch_size))
+    floor = -(-min_steps // steps_per_epoch)
+    return int(max(1, epochs, min(floor, 400)))
 
 
 def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_latent: int = 30,
              n_layers: int = 2, max_epochs: int | None = None, epoch_cap: int = 400,
-             accelerator: str = "auto", batch_size: int = 1024, random_state: int = 0,
-             n_threads: int | None = None, key_added: str = "X_scVI"):
+             accelerator: str = "auto", batch_size: int = 1024, min_steps: int = 500,
+             random_state: int = 0, n_threads: int | None = None, key_added: str = "X_scVI"):
     """scVI on the HVG counts; GPU when one is visible (``accelerator='auto'``), CPU otherwise.
 
     Returns ``(adata, model)``; the latent is ``obsm[key_added]`` and
@@ -166,7 +171,8 @@ def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_late
     sub = adata[:, adata.var["highly_variable"]].copy() if "highly_variable" in adata.var else adata.copy()
     scvi.model.SCVI.setup_anndata(sub, layer=layer, batch_key=batch_key)
     model = scvi.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers)
-    epochs = int(max_epochs) if max_epochs else scvi_max_epochs(sub.n_obs, cap=epoch_cap)
+    epochs = (int(max_epochs) if max_epochs else
+              scvi_max_epochs(sub.n_obs, cap=epoch_cap, batch_size=batch_size, min_steps=min_steps))
     model.train(max_epochs=epochs, accelerator=accelerator, batch_size=batch_size,
                 enable_progress_bar=False, early_stopping=False)
     adata.obsm[key_added] = model.get_latent_representation().astype(np.float32)

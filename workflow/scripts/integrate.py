@@ -21,7 +21,7 @@ for method in methods:
         s = cfg["scvi"]
         adata, model = ri.run_scvi(adata, batch_key=batch, n_latent=s["n_latent"], n_layers=s["n_layers"],
                                    max_epochs=s["max_epochs"], epoch_cap=s["epoch_cap"],
-                                   batch_size=s["batch_size"], random_state=seed,
+                                   batch_size=s["batch_size"], min_steps=s["min_steps"], random_state=seed,
                                    n_threads=snakemake.threads)
         model.save(str(model_dir), overwrite=True, save_anndata=False)
         print(f"scVI: {adata.uns['scvi']}", file=sys.stderr)
