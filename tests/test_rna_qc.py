@@ -70,3 +70,99 @@ def test_rna_reading_check_catches_missing_cells():
     rows = {r["metric"]: r for r in truth_check.check_rna_reading(cells, truth)}
     assert not rows["rna_cell_ids_match"]["pass"]
     assert not rows["rna_samples_cell_count_match"]["pass"]
+
+
+# ---- thresholds, doublets and ambient RNA on simulated samples --------------------------------
+
+from pinnacle import io  # noqa: E402
+
+
+def _obs(log_counts_mean, n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"log1p_total_counts": rng.normal(log_counts_mean, 0.4, n),
+                         "log1p_n_genes_by_counts": rng.normal(log_counts_mean - 1.2, 0.3, n),
+                         "pct_counts_mt": rng.gamma(4, 1.0, n)})
+
+
+def test_mad_thresholds_follow_a_shifted_sample():
+    shallow, deep = rna_qc.qc_thresholds(_obs(7.5)), rna_qc.qc_thresholds(_obs(8.5))
+    for metric in ("log1p_total_counts", "log1p_n_genes_by_counts"):
+        shift = deep[metric][0] - shallow[metric][0]
+        assert 0.8 < shift < 1.2, (metric, shift)  # the whole distribution moved by 1.0
+    lo, hi = shallow["log1p_total_counts"]
+    assert lo == pytest.approx(7.5 - 5 * 0.4, abs=0.1) and hi == pytest.approx(7.5 + 5 * 0.4, abs=0.1)
+
+
+def test_mito_floor_and_fixed_thresholds():
+    clean = _obs(8.0)
+    clean["pct_counts_mt"] = 2.0 + 0.1 * np.random.default_rng(1).standard_normal(len(clean))
+    assert rna_qc.qc_thresholds(clean, mito_floor=15)["pct_counts_mt"][1] == 15
+    fixed = rna_qc.qc_thresholds(clean, method="fixed", fixed={"min_counts": 500, "max_pct_mt": 20})
+    assert fixed["log1p_total_counts"] == (pytest.approx(np.log1p(500)), None)
+    assert fixed["pct_counts_mt"] == (None, 20)
+    a = ad.AnnData(obs=clean.assign(pct_counts_mt=[25.0] + [2.0] * (len(clean) - 1)))
+    rna_qc.apply_thresholds(a, fixed)
+    assert not a.obs["qc_pass"].iloc[0] and a.obs["qc_fail_pct_counts_mt"].sum() == 1
+
+
+def test_expected_doublet_rate_scales_with_cells():
+    assert rna_qc.expected_doublet_rate(10_000) == pytest.approx(0.08)
+    assert rna_qc.expected_doublet_rate(1_000) == pytest.approx(0.008)
+
+
+@pytest.fixture(scope="module")
+def sim_sample(tmp_path_factory):
+    from pinnacle.simulate import simulate_cohort
+
+    out = tmp_path_factory.mktemp("qc")
+    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=1500, dna_cells_per_sample=20, seed=11)
+    truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
+    truth_samples = pd.read_csv(out / "truth" / "samples.tsv", sep="\t", index_col="sample_id")
+    sid = "P01_baseline"
+    rna, _ = io.split_features(io.read_rna(out / "rna" / sid / "filtered_feature_bc_matrix.h5", sample_id=sid))
+    raw, _ = io.split_features(io.read_rna(out / "rna" / sid / "raw_feature_bc_matrix.h5", sample_id=sid))
+    rna = rna_qc.qc_metrics(rna)
+    return rna, raw, truth.loc[rna.obs_names], truth_samples.loc[sid]
+
+
+def test_sample_qc_recovers_planted_low_quality_and_doublets(sim_sample):
+    rna, _, truth, _ = sim_sample
+    adata, summary = rna_qc.run_sample_qc(rna.copy(), doublet_rate=0.05)
+    lq, dbl = truth["is_low_quality"].to_numpy(), truth["is_doublet"].to_numpy()
+    failed = ~adata.obs["qc_pass"].to_numpy()
+    # A careful analyst removes (nearly) every damaged cell and few healthy ones.
+    assert (failed & lq).sum() / lq.sum() >= 0.9
+    assert (failed & (lq | dbl)).sum() / failed.sum() >= 0.85
+    # Scrublet's published accuracy is modest (AUPRC ~0.3-0.5): ask for 40% recall, 50% precision.
+    flagged = adata.obs["predicted_doublet"].to_numpy()
+    assert (~adata.obs["keep"].to_numpy() & dbl).sum() / dbl.sum() >= 0.4
+    assert (flagged & dbl).sum() / flagged.sum() >= 0.5
+    assert summary["n_cells_kept"] == adata.obs["keep"].sum()
+    assert summary["removed_thresholds"] + summary["removed_doublets"] + summary["n_cells_kept"] == rna.n_obs
+
+
+def test_doublet_scores_rank_planted_doublets(sim_sample):
+    rna, _, truth, _ = sim_sample
+    good = ~truth["is_low_quality"].to_numpy()
+    sub = rna[good].copy()
+    rna_qc.call_doublets(sub, expected_rate=0.05)
+    assert truth_check.auroc(sub.obs["doublet_score"], truth["is_doublet"].to_numpy()[good]) > 0.85
+    # The expected fraction is flagged, less the cells tied at the cut (scores are neighbour fractions).
+    assert 0.5 * 0.05 * sub.n_obs <= sub.obs["predicted_doublet"].sum() <= 0.05 * sub.n_obs + 1
+
+
+def test_ambient_estimate_matches_planted_contamination(sim_sample):
+    rna, raw, truth, planted = sim_sample
+    kept = rna[~(truth["is_low_quality"] | truth["is_doublet"]).to_numpy()].copy()
+    ambient = rna_qc.ambient_profile(raw, rna.obs_names)
+    assert ambient.attrs["n_droplets"] > 500 and ambient.sum() == pytest.approx(1.0)
+    rna_qc.quick_clusters(kept)
+    est = rna_qc.estimate_contamination(kept, ambient, groupby="qc_cluster")
+    # Planted 2-10%; the estimate leans high (partly expressed genes pass as absent): within 3 points.
+    assert est["contamination"] == pytest.approx(planted["ambient_fraction"], abs=0.03)
+
+
+def test_ambient_needs_empty_droplets(sim_sample):
+    rna, _, _, _ = sim_sample
+    with pytest.raises(InputError, match="empty droplets"):
+        rna_qc.ambient_profile(rna, rna.obs_names, where="filtered.h5")
