@@ -57,28 +57,13 @@ from pinnacle import io, truth_check  # noqa: E402
 def cohort(tmp_path_factory):
     """~10,400 QC-passing cells (above the size where pynndescent 0.7 broke sc.pp.neighbors), 4 samples,
     batch effects stronger than the demo's; planted doublets and damaged cells dropped."""
-    from pinnacle.simulate import simulate_cohort
+    from pinnacle.testing import simulated_cohort_object
 
-    out = tmp_path_factory.mktemp("sim")
-    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=2900, dna_cells_per_sample=20,
-                    batch_strength=0.4, seed=7)
-    truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
-    samples = pd.read_csv(out / "samples.tsv", sep="\t")
-    parts, stats = [], {}
-    for row in samples.itertuples():
-        rna, _ = io.split_features(io.read_rna(row.rna, sample_id=row.sample_id))
-        rna.obs["sample_id"] = row.sample_id
-        t = truth.loc[rna.obs_names]
-        rna = rna[~(t["is_doublet"] | t["is_low_quality"]).to_numpy()].copy()
-        stats[row.sample_id] = rna_integrate.sample_hvg_stats(rna, n_top_genes=1500)
-        parts.append(rna)
-    hvg = rna_integrate.select_hvgs(stats, n_top_genes=1500)
-    adata = rna_integrate.build_cohort(iter(parts), genes=list(hvg.index[hvg["highly_variable"]]))
-    adata.var["highly_variable"] = True
-    rna_integrate.normalise(adata)
+    adata, truth = simulated_cohort_object(tmp_path_factory.mktemp("sim"), n_patients=2, cells_per_sample=2900,
+                                           n_top_genes=1500, batch_strength=0.4, seed=7)
     rna_integrate.pca(adata, n_comps=30)
-    adata.obs["major"] = truth.loc[adata.obs_names, "cell_type_major"].to_numpy()
-    return adata, truth.reset_index()
+    adata.obs["major"] = truth.set_index("cell_id").loc[adata.obs_names, "cell_type_major"].to_numpy()
+    return adata, truth
 
 
 def _mixing_and_purity(adata, truth, key):
