@@ -113,12 +113,24 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     # Harmony as the chosen method here, so both integration paths run end to end.
     integration = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["integration"]
     integration.update(method="harmony", compare=[])
-    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc, integration=integration,
+    # A CellTypist model trained on the demo run's cells (planted labels), given by path.
+    from pinnacle import annotate
+
+    demo_cells = ad.read_h5ad(workdir / "results" / "cohort" / "annotated.h5ad")
+    truth = pd.read_csv(workdir / "demo" / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
+    demo_cells.obs["planted"] = truth.loc[demo_cells.obs_names, "cell_type"].to_numpy()
+    annotate.train_celltypist_model(demo_cells, label_key="planted", max_iter=100).write(str(real / "model.pkl"))
+    annotation = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["annotation"]
+    annotation["celltypist_model"] = "model.pkl"
+    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc, integration=integration, annotation=annotation,
                   proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
                               "quantity": "LFQ intensity"})
     _run(real, cfg, "--cores", "2")
     table = pd.read_csv(real / "results" / "truth_check.tsv", sep="\t")
     assert table["pass"].all(), table.to_string()
+    labels = pd.read_csv(real / "results" / "cohort" / "cell_labels.tsv.gz", sep="\t", index_col="cell_id")
+    assert {"celltypist_label", "cell_type_consensus", "cell_type_agreement"} <= set(labels)
+    assert (labels["celltypist_label"] == labels["cell_type"]).mean() > 0.85
 
 
 def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):

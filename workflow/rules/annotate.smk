@@ -4,8 +4,7 @@
 
 rule annotate_cells:
     input:
-        h5ad="results/cohort/integrated.h5ad",
-        markers=config["annotation"]["markers"],
+        unpack(annotation_inputs),
     output:
         h5ad="results/cohort/annotated.h5ad",
         labels="results/cohort/cell_labels.tsv.gz",
@@ -18,6 +17,7 @@ rule annotate_cells:
                        category="3. Cell types", labels={"figure": "marker dot plot"}),
     params:
         annotation=config["annotation"],
+        batch_key=config["integration"]["batch_key"],
         seed=config["seed"],
     log:
         "logs/cohort/annotate_cells.log",

@@ -86,6 +86,19 @@ def resource_path(path):
 
 
 config["annotation"]["markers"] = resource_path(config["annotation"]["markers"])
+for _key in ("celltypist_model", "scanvi_reference"):
+    if config["annotation"][_key] and not Path(config["annotation"][_key]).exists():
+        raise InputError(f"config.yaml, key annotation.{_key}", f"'{config['annotation'][_key]}' does not exist.",
+                         "give the path of the file you trained or received, or \"\" to switch the method off.")
+
+
+def annotation_inputs(wildcards):
+    """The cohort, the marker file, and the optional CellTypist model / scANVI reference."""
+    inputs = {"h5ad": "results/cohort/integrated.h5ad", "markers": config["annotation"]["markers"]}
+    for key in ("celltypist_model", "scanvi_reference"):
+        if config["annotation"][key]:
+            inputs[key] = config["annotation"][key]
+    return inputs
 
 # Curated gene sets whose genes the cohort object always keeps (markers, signatures).
 GENE_RESOURCES = [str(p) for p in (Path(workflow.basedir) / "resources").glob("*.yaml")]

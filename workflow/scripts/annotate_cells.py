@@ -17,7 +17,21 @@ if cluster_key not in adata.obs:
 annotate.annotate_by_markers(adata, markers, cluster_key=cluster_key, min_score=cfg["min_score"],
                              min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
                              random_state=snakemake.params.seed, where=snakemake.input.markers)
-labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", cluster_key]]
+methods = ["markers"]
+if snakemake.input.get("celltypist_model"):
+    annotate.annotate_celltypist(adata, snakemake.input.celltypist_model, over_clustering=cluster_key)
+    methods.append("celltypist")
+if snakemake.input.get("scanvi_reference"):
+    reference = ad.read_h5ad(snakemake.input.scanvi_reference)
+    annotate.annotate_scanvi(adata, reference, label_key=cfg["scanvi_label_key"],
+                             batch_key=snakemake.params.batch_key, random_state=snakemake.params.seed)
+    methods.append("scanvi")
+consensus = annotate.consensus_labels(adata.obs, methods=methods)
+adata.obs["cell_type_consensus"] = consensus["cell_type_consensus"].to_numpy()
+adata.obs["cell_type_agreement"] = consensus["cell_type_agreement"].to_numpy()
+extra = [c for c in ("celltypist_label", "celltypist_conf", "scanvi_label", "scanvi_conf") if c in adata.obs]
+labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", *extra,
+                    "cell_type_consensus", "cell_type_agreement", cluster_key]]
 labels.to_csv(snakemake.output.labels, sep="\t", index_label="cell_id")
 annotate.cell_type_counts(adata.obs).to_csv(snakemake.output.counts, sep="\t")
 annotate.crosstab_clusters(adata.obs, cluster_key, "cell_type").to_csv(snakemake.output.crosstab, sep="\t")
