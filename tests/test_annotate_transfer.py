@@ -15,7 +15,7 @@ import pytest
 
 from pinnacle import annotate as an
 from pinnacle.errors import InputError
-from pinnacle.testing import simulated_cohort_object
+from cohorts import simulated_cohort_object
 
 
 @pytest.fixture(scope="module")

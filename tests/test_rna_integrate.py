@@ -57,7 +57,7 @@ from pinnacle import io, truth_check  # noqa: E402
 def cohort(tmp_path_factory):
     """~10,400 QC-passing cells (above the size where pynndescent 0.7 broke sc.pp.neighbors), 4 samples,
     batch effects stronger than the demo's; planted doublets and damaged cells dropped."""
-    from pinnacle.testing import simulated_cohort_object
+    from cohorts import simulated_cohort_object
 
     adata, truth = simulated_cohort_object(tmp_path_factory.mktemp("sim"), n_patients=2, cells_per_sample=2900,
                                            n_top_genes=1500, batch_strength=0.4, seed=7)

@@ -49,11 +49,12 @@ def test_label_cells_and_summary():
                            response="responder")
     assert a.obs_names[0] == "S1:BC000-1" and a.obs["barcode"].iloc[0] == "BC000-1"
     a = rna_qc.qc_metrics(a)
-    summary = rna_qc.summarise_sample(a, n_adt=3)
-    assert summary.loc[0, "n_cells"] == 50 and summary.loc[0, "sample_id"] == "S1"
-    assert summary.loc[0, "n_adt"] == 3
+    a, summary = rna_qc.run_sample_qc(a, doublets=False)
+    assert summary["n_cells_loaded"] == 50 and set(a.obs["sample_id"]) == {"S1"}
+    assert summary["n_cells_kept"] == a.obs["keep"].sum()
     fig = rna_qc.plot_qc_summary(a.obs)
     assert len(fig.axes) == 3
+    assert len(rna_qc.plot_sample_qc(a).axes) == 5  # 4 panels + colour bar, thresholds from uns
 
 
 def test_auroc_and_rows():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ def main() -> int:
     import torch
 
     from pinnacle import rna_integrate
-    from pinnacle.testing import simulated_cohort_object
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from cohorts import simulated_cohort_object  # test helper: reads the simulated truth
 
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -210,6 +210,32 @@ def cluster(adata: ad.AnnData, *, use_rep: str, resolutions=(0.5, 1.0), n_neighb
     return adata
 
 
+EMBEDDING_KEYS = {"none": "X_pca", "scvi": "X_scVI", "harmony": "X_harmony"}
+
+
+def integrate(adata: ad.AnnData, *, method: str, compare: Sequence[str] = (), batch_key: str,
+              scvi_options: dict | None = None, resolutions=(0.5, 1.0), n_neighbors: int = 15,
+              random_state: int = 0, n_threads: int | None = None):
+    """Run the chosen method and those to compare, then neighbours, UMAP and Leiden on the
+    chosen embedding; the unintegrated PCA's UMAP is kept in ``obsm['X_umap_pca']`` for the
+    before/after figure. Returns ``(adata, scvi_model or None)``."""
+    methods = [method] + [m for m in compare if m != method]
+    model = None
+    for m in methods:
+        if m == "scvi":
+            adata, model = run_scvi(adata, batch_key=batch_key, random_state=random_state, n_threads=n_threads,
+                                    **(scvi_options or {}))
+        elif m == "harmony":
+            run_harmony(adata, batch_key=batch_key, random_state=random_state)
+    cluster(adata, use_rep="X_pca", resolutions=(), n_neighbors=n_neighbors, random_state=random_state)
+    adata.obsm["X_umap_pca"] = adata.obsm["X_umap"].copy()
+    cluster(adata, use_rep=EMBEDDING_KEYS[method], resolutions=resolutions, n_neighbors=n_neighbors,
+            random_state=random_state)
+    adata.uns["integration"] = {"method": method, "batch_key": batch_key, "embedding": EMBEDDING_KEYS[method],
+                                "compared": methods}
+    return adata, model
+
+
 def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_key: str,
                         label_key: str, n_neighbors: int = 30, random_state: int = 0) -> pd.DataFrame:
     """Batch mixing and biological conservation per embedding (scib-metrics).
@@ -267,6 +293,16 @@ def genes_in_yaml(data) -> set[str]:
     return found
 
 
+def cohort_genes(hvg: pd.DataFrame, *, extra: set[str] | Sequence[str] = ()) -> list[str]:
+    """The genes the cohort object holds: the HVGs, then every extra gene (markers, signatures,
+    config) that the samples measured. Marks them in ``hvg['in_cohort']``."""
+    variable = list(hvg.index[hvg["highly_variable"]])
+    genes = variable + sorted(set(extra) - set(variable))
+    genes = [g for g in genes if g in hvg.index]
+    hvg["in_cohort"] = hvg.index.isin(genes)
+    return genes
+
+
 def build_cohort(samples, *, genes: Sequence[str]) -> ad.AnnData:
     """Stack per-sample AnnData objects (any iterable, consumed one at a time) on ``genes``.
 
@@ -281,7 +317,7 @@ def build_cohort(samples, *, genes: Sequence[str]) -> ad.AnnData:
             log.warning("%s lacks %d cohort genes; they are dropped", a.obs["sample_id"].iloc[0],
                         len(genes) - len(present))
             genes = present
-        parts = [p[:, genes] for p in parts]
+            parts = [p[:, genes].copy() for p in parts]
         parts.append(a[:, genes].copy())
     cohort = ad.concat(parts, join="inner", merge="same")
     cohort.X = cohort.X.astype(np.float32)

@@ -51,23 +51,6 @@ def qc_metrics(adata: ad.AnnData, *, mito_prefix: str = "MT-",
     return adata
 
 
-def summarise_sample(adata: ad.AnnData, *, n_adt: int = 0) -> pd.DataFrame:
-    """One row per sample: cell and gene counts and the medians of the QC metrics."""
-    obs = adata.obs
-    detected = np.asarray((adata.X > 0).sum(axis=0)).ravel() if sp.issparse(adata.X) else (adata.X > 0).sum(0)
-    row = {key: str(obs[key].iloc[0]) for key in OBS_META if key in obs}
-    row.update(
-        n_cells=int(adata.n_obs),
-        n_genes_detected=int((detected > 0).sum()),
-        n_adt=int(n_adt),
-        median_counts=float(obs["total_counts"].median()),
-        median_genes=float(obs["n_genes_by_counts"].median()),
-        median_pct_mt=float(obs["pct_counts_mt"].median()),
-        median_pct_ribo=float(obs["pct_counts_ribo"].median()),
-    )
-    return pd.DataFrame([row])
-
-
 def plot_qc_summary(obs: pd.DataFrame, *, table: pd.DataFrame | None = None, metrics: Sequence[str] = (
         "log1p_total_counts", "log1p_n_genes_by_counts", "pct_counts_mt")):
     """Violin per sample for each metric (all cells loaded), samples grouped by patient, and, with
@@ -296,6 +279,9 @@ def run_sample_qc(adata: ad.AnnData, *, method: str = "mad", n_mads: dict | None
     """
     thresholds = qc_thresholds(adata.obs, method=method, n_mads=n_mads, mito_floor=mito_floor, fixed=fixed)
     apply_thresholds(adata, thresholds)
+    # NaN for "no limit": h5ad cannot store None
+    adata.uns["qc_thresholds"] = {m: np.array([np.nan if v is None else v for v in lim], dtype=float)
+                                  for m, lim in thresholds.items()}
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
     summary = {"n_cells_loaded": int(adata.n_obs), "threshold_method": method}
@@ -323,7 +309,7 @@ def run_sample_qc(adata: ad.AnnData, *, method: str = "mad", n_mads: dict | None
     return adata, summary
 
 
-def plot_sample_qc(adata: ad.AnnData, thresholds: dict, *, title: str = ""):
+def plot_sample_qc(adata: ad.AnnData, thresholds: dict | None = None, *, title: str = ""):
     """Histograms of the three QC metrics with the thresholds drawn, and UMIs vs genes coloured
     by mitochondrial %, so a reader sees where the cut falls on this sample's distribution."""
     import matplotlib
@@ -332,13 +318,15 @@ def plot_sample_qc(adata: ad.AnnData, thresholds: dict, *, title: str = ""):
     import matplotlib.pyplot as plt
 
     obs = adata.obs
+    if thresholds is None:  # the ones run_sample_qc applied
+        thresholds = {m: tuple(v) for m, v in adata.uns["qc_thresholds"].items()}
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), constrained_layout=True)
     names = {"log1p_total_counts": "log(1 + UMIs)", "log1p_n_genes_by_counts": "log(1 + genes)",
              "pct_counts_mt": "% mitochondrial"}
     for ax, (metric, (low, high)) in zip(axes, thresholds.items()):
         ax.hist(obs[metric], bins=60, color="0.6")
         for v in (low, high):
-            if v is not None:
+            if v is not None and np.isfinite(v):
                 ax.axvline(v, color="crimson", ls="--")
         ax.set_xlabel(names.get(metric, metric))
         ax.set_ylabel("cells")
@@ -376,3 +364,17 @@ def quick_clusters(adata: ad.AnnData, *, resolution: float = 0.8, random_state: 
                  random_state=random_state, key_added=key_added)
     adata.obs[key_added] = tmp.obs[key_added].to_numpy()
     return adata
+
+
+def estimate_ambient(kept: ad.AnnData, raw: ad.AnnData, *, cell_barcodes, max_umis: int = 100,
+                     random_state: int = 0, where: str = "raw matrix") -> tuple[dict, pd.Series]:
+    """Ambient profile from the raw matrix's empty droplets (barcodes not in ``cell_barcodes``,
+    i.e. not among all the called cells) and the sample's contamination estimate on its
+    QC-passing cells ``kept`` (coarsely clustered for it, in place). Returns the QC-table fields
+    and the profile."""
+    genes = kept.var_names.intersection(raw.var_names)
+    ambient = ambient_profile(raw[:, genes], cell_barcodes, max_umis=max_umis, where=where)
+    quick_clusters(kept, random_state=random_state)
+    est = estimate_contamination(kept, ambient, groupby="qc_cluster")
+    return ({"ambient_contamination": est["contamination"], "ambient_pairs_used": est["n_pairs_used"],
+             "ambient_clusters": est["n_clusters"], "empty_droplets": ambient.attrs["n_droplets"]}, ambient)

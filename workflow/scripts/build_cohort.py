@@ -4,6 +4,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -13,19 +14,14 @@ from pinnacle import rna_integrate as ri  # noqa: E402
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 p = snakemake.params
-stats = {path.split("/")[-2]: pd.read_csv(path, sep="\t", index_col="gene") for path in snakemake.input.stats}
+stats = {Path(path).parent.name: pd.read_csv(path, sep="\t", index_col="gene") for path in snakemake.input.stats}
 hvg = ri.select_hvgs(stats, n_top_genes=p.n_top_genes)
-extra = set(p.extra_genes)
-for path in p.gene_resources:
-    extra |= ri.genes_in_yaml(yaml.safe_load(open(path)))
-genes = list(hvg.index[hvg["highly_variable"]]) + sorted(extra - set(hvg.index[hvg["highly_variable"]]))
-genes = [g for g in genes if g in hvg.index]
-hvg["in_cohort"] = hvg.index.isin(genes)
+extra = set(p.extra_genes).union(*(ri.genes_in_yaml(yaml.safe_load(open(path))) for path in p.gene_resources))
+genes = ri.cohort_genes(hvg, extra=extra)
 hvg.to_csv(snakemake.output.hvg, sep="\t", index_label="gene")
 cohort = ri.build_cohort((ad.read_h5ad(path) for path in snakemake.input.rna), genes=genes)
 cohort.var["highly_variable"] = hvg.loc[cohort.var_names, "highly_variable"].to_numpy()
-cohort = ri.normalise(cohort)
-cohort = ri.pca(cohort, n_comps=p.n_pcs, random_state=p.seed)
+cohort = ri.pca(ri.normalise(cohort), n_comps=p.n_pcs, random_state=p.seed)
 cohort.write_h5ad(snakemake.output.h5ad, compression="gzip")
 print(f"cohort: {cohort.n_obs} cells x {cohort.n_vars} genes "
       f"({int(cohort.var['highly_variable'].sum())} HVGs)", file=sys.stderr)

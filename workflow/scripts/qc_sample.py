@@ -20,32 +20,26 @@ rna, summary = rna_qc.run_sample_qc(
 kept = rna[rna.obs["keep"].to_numpy()].copy()
 if snakemake.input.rna_raw:
     raw = io.read_rna(snakemake.input.rna_raw[0], sample_id=meta["sample_id"])
-    ambient = rna_qc.ambient_profile(raw[:, kept.var_names.intersection(raw.var_names)], rna.obs_names,
-                                     max_umis=qc["ambient_max_umis"], where=snakemake.input.rna_raw[0])
-    rna_qc.quick_clusters(kept, random_state=seed)
-    est = rna_qc.estimate_contamination(kept, ambient, groupby="qc_cluster")
-    summary.update(ambient_contamination=est["contamination"], ambient_pairs_used=est["n_pairs_used"],
-                   ambient_clusters=est["n_clusters"], empty_droplets=ambient.attrs["n_droplets"])
+    fields, ambient = rna_qc.estimate_ambient(kept, raw, cell_barcodes=rna.obs_names,
+                                              max_umis=qc["ambient_max_umis"], random_state=seed,
+                                              where=snakemake.input.rna_raw[0])
+    summary.update(fields)
     kept.uns["ambient_profile"] = ambient.to_frame()
 else:
     summary.update(ambient_contamination=float("nan"), ambient_pairs_used=0, ambient_clusters=0, empty_droplets=0)
-thresholds = rna_qc.qc_thresholds(rna.obs, method=qc["thresholds"], n_mads=qc["n_mads"],
-                                  mito_floor=qc["mito_floor"], fixed=qc["fixed"])
-fig = rna_qc.plot_sample_qc(rna, thresholds, title=f"{meta['sample_id']}: {summary['n_cells_kept']} of "
+fig = rna_qc.plot_sample_qc(rna, title=f"{meta['sample_id']}: {summary['n_cells_kept']} of "
                             f"{summary['n_cells_loaded']} cells kept")
 fig.savefig(snakemake.output.figure, dpi=110)
 
-cols = ["barcode", *sheets.OBS_META, "total_counts", "n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo",
-        "pct_counts_hb", "qc_pass", "doublet_score", "predicted_doublet", "keep"]
+cols = ["barcode", *sheets.OBS_META, "total_counts", "n_genes_by_counts", "log1p_total_counts",
+        "log1p_n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo", "pct_counts_hb", "qc_pass",
+        "doublet_score", "predicted_doublet", "keep"]
 rna.obs[cols].to_csv(snakemake.output.cells, sep="\t", index_label="cell_id")
 pd.DataFrame([{**meta, **summary, "n_adt": 0 if prot is None else prot.n_vars}]).to_csv(
     snakemake.output.summary, sep="\t", index=False)
 kept.obs = kept.obs.drop(columns=[c for c in kept.obs if c.startswith("qc_fail_")])
 kept.write_h5ad(snakemake.output.rna, compression="gzip")
-if prot is None:
-    prot = kept[:, []].copy()
-else:
-    prot = prot[kept.obs_names].copy()
+prot = kept[:, []].copy() if prot is None else prot[kept.obs_names].copy()
 prot.obs = kept.obs[list(sheets.OBS_META)].copy()
 prot.write_h5ad(snakemake.output.prot, compression="gzip")
 print(summary, file=sys.stderr)

@@ -3,7 +3,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pinnacle import rna_qc  # noqa: E402
@@ -11,7 +10,4 @@ from pinnacle import rna_qc  # noqa: E402
 table = pd.concat([pd.read_csv(p, sep="\t") for p in snakemake.input.summaries], ignore_index=True)
 table.to_csv(snakemake.output.table, sep="\t", index=False)
 cells = pd.concat([pd.read_csv(p, sep="\t", index_col="cell_id") for p in snakemake.input.cells])
-cells["log1p_total_counts"] = np.log1p(cells["total_counts"])
-cells["log1p_n_genes_by_counts"] = np.log1p(cells["n_genes_by_counts"])
-fig = rna_qc.plot_qc_summary(cells, table=table)
-fig.savefig(snakemake.output.figure, dpi=120)
+rna_qc.plot_qc_summary(cells, table=table).savefig(snakemake.output.figure, dpi=120)

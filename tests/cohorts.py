@@ -1,7 +1,7 @@
-"""Analysis-ready cohorts from the simulator, for tests and benchmarks only.
+"""Analysis-ready cohorts from the simulator, for tests and tools/scvi_benchmark.py only.
 
-This module reads a simulated cohort's ``truth/`` folder (to drop the planted doublets and
-damaged cells, standing in for the QC stage), so no analysis module may import it.
+It reads a simulated cohort's ``truth/`` folder (to drop the planted doublets and
+damaged cells, standing in for the QC stage), so it lives with the tests, outside the package.
 """
 
 from __future__ import annotations
