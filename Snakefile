@@ -18,6 +18,7 @@ include: "workflow/rules/rna_integrate.smk"
 include: "workflow/rules/annotate.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/cnv.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 

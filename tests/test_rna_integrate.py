@@ -90,7 +90,8 @@ def test_harmony_mixes_batches_and_keeps_types(cohort):
 
 def test_scvi_trains_on_cpu_and_mixes(cohort):
     adata, truth = cohort
-    adata, model = rna_integrate.run_scvi(adata, batch_key="sample_id", max_epochs=40, n_threads=2)
+    # 40 epochs of 512-cell minibatches: ~900 steps, above the pipeline's min_steps (500)
+    adata, model = rna_integrate.run_scvi(adata, batch_key="sample_id", max_epochs=40, batch_size=512, n_threads=2)
     assert adata.obsm["X_scVI"].shape == (adata.n_obs, 30)
     assert adata.uns["scvi"]["device"] == "cpu" and np.isfinite(adata.uns["scvi"]["final_elbo_train"])
     rows = _mixing_and_purity(adata, truth, "X_scVI")

@@ -389,7 +389,7 @@ def test_effects_table(cohort):
     assert len(set(nulls) - set(simulate._COMPOSITION_EFFECTS)) >= 4
     de = eff[(eff["kind"] == "de_gene") & eff["planted"] & (eff["contrast"] == "responder_vs_non_responder")]
     assert set(de["cell_type"]) == {"CD8_exhausted", "macrophage_C1Q"}
-    assert de["log2fc"].abs().between(1.0, 2.0).all()
+    assert de["log2fc"].abs().between(1.5, 2.5).all()
     assert (de["log2fc"] > 0).sum() >= 14 and (de["log2fc"] < 0).sum() >= 14
     marker_genes = {g for gs in simulate.MARKER_PROGRAMMES.values() for g in gs}
     assert not set(de["feature"]) & marker_genes
@@ -600,3 +600,17 @@ def test_simulate_imports_no_analysis_module():
     pinnacle_imports = [l for l in imports if "pinnacle" in l]
     assert all(l in ("from pinnacle import writers", "from pinnacle.errors import InputError")
                for l in pinnacle_imports), pinnacle_imports
+
+
+def test_null_cohort_plants_nothing(tmp_path):
+    """response_effects=False: same patients and noise, no response effect, every effect a null."""
+    simulate.simulate_cohort(tmp_path / "a", n_patients=4, cells_per_sample=60, dna_cells_per_sample=0, seed=3)
+    simulate.simulate_cohort(tmp_path / "b", n_patients=4, cells_per_sample=60, dna_cells_per_sample=0, seed=3,
+                             response_effects=False)
+    eff = pd.read_csv(tmp_path / "b" / "truth" / "effects.tsv", sep="\t")
+    assert not eff["planted"].any() and (eff["log2fc"] == 0).all()
+    comp = {k: pd.read_csv(tmp_path / k / "truth" / "composition.tsv", sep="\t") for k in "ab"}
+    # baseline is the same cohort; at resection the responders' planted shift is gone
+    base = {k: c[c["sample_id"].str.endswith("baseline")].reset_index(drop=True) for k, c in comp.items()}
+    pd.testing.assert_frame_equal(base["a"], base["b"])
+    assert not comp["a"].equals(comp["b"])

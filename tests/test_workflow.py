@@ -79,6 +79,20 @@ def test_outputs_exist_and_agree(demo_run):
     assert set(metrics["embedding"]) == {"unintegrated (PCA)", "scVI", "Harmony"}
     counts = pd.read_csv(res / "tables" / "cell_type_counts.tsv", sep="\t", index_col=0)
     assert counts.to_numpy().sum() == annotated.n_obs
+    # Comparisons: pseudobulks hold every labelled cell once; with one responder and one
+    # non-responder only the all-patient paired design can be tested, and the tables say so.
+    pb = ad.read_h5ad(res / "compare" / "pseudobulk.h5ad")
+    assert pb.obs["n_cells"].sum() == (annotated.obs["cell_type"] != "unknown").sum()
+    comp = pd.read_csv(res / "tables" / "composition_tests.tsv", sep="\t")
+    assert comp.loc[comp["design"] == "baseline", "status"].str.startswith("not tested: too few patients").all()
+    assert (comp.loc[comp["design"] == "on_treatment", "status"] == "tested").all()
+    de = pd.read_csv(res / "tables" / "de" / "on_treatment.tsv", sep="\t")
+    assert len(de) > 1000 and (de["formula"] == "~ patient + timepoint").all() and (de["patients"] == "all pairs: 2").all()
+    status = pd.read_csv(res / "tables" / "de" / "baseline_status.tsv", sep="\t")
+    assert status["status"].str.startswith("not tested").all()
+    sig = pd.read_csv(res / "tables" / "signature_tests.tsv", sep="\t")
+    assert {"T_cell_inflamed_GEP", "IFN_gamma_response"} <= set(sig["signature"].dropna())
+    assert (res / "figures" / "composition_paired.png").stat().st_size > 10_000
 
 
 def test_truth_check_all_rows_pass(demo_run):

@@ -332,7 +332,10 @@ _COMPOSITION_EFFECTS = {"CD8_exhausted": 1.3, "CD8_effector_memory": 1.3, "malig
 _NULL_TYPES = ["B_naive", "NK", "mast", "endothelial", "cDC2"]
 _DE_TYPES = {"CD8_exhausted": 15, "macrophage_C1Q": 15}
 _DE_NULL_TYPES = ["CD8_exhausted", "macrophage_C1Q", "CD4_helper", "B_naive"]
-_IFN_LOG2FC = 1.2
+# Effect sizes: large enough that 3 vs 3 patients (the demo) can find most of them at FDR 0.1
+# with realistic between-sample noise (gene-wise sdlog 0.3, BCV ~0.3 as in human bulk RNA-seq);
+# IFN-gamma targets (CXCL9/10/11, GBPs) rise several-fold in inflamed tumours on PD-1 blockade.
+_IFN_LOG2FC = 2.0
 _CLONE_LOG2FC = -1.5
 _N_DE_NULL = 15
 _N_PROTEINS = 500
@@ -686,7 +689,7 @@ def _clone_fractions(rng: np.random.Generator, n_clones: int) -> np.ndarray:
 
 
 def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: int,
-            batch_strength: float) -> dict:
+            batch_strength: float, response_effects: bool = True) -> dict:
     rng = _rng(seed, 1)
     T = model.T
     ti = model.type_index
@@ -696,10 +699,11 @@ def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: 
     planted = set(_COMPOSITION_EFFECTS)
     absorbers = [t for t in nonmal if t not in planted and t not in _NULL_TYPES]
 
-    design = {"patients": {}, "samples": {}}
+    design = {"patients": {}, "samples": {}, "effects": bool(response_effects)}
     for p_i, prow in patients.reset_index(drop=True).iterrows():
         pid = prow["patient_id"]
         responder = prow["response"] == "responder"
+        planted_here = responder and response_effects
         prng = _rng(seed, 3, p_i)
         mal = float(np.exp(prng.uniform(np.log(_MALIGNANT_RANGE[0]), np.log(_MALIGNANT_RANGE[1]))))
         nm = prng.dirichlet(_PATIENT_CONCENTRATION * mean_nonmal)
@@ -708,7 +712,7 @@ def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: 
             pi_base[ti[t]] = v * (1 - mal)
         pi_base[ti["malignant"]] = mal
         pi_res = pi_base.copy()
-        if responder:
+        if planted_here:
             for t, lfc in _COMPOSITION_EFFECTS.items():
                 pi_res[ti[t]] = pi_base[ti[t]] * 2.0 ** lfc
             delta = pi_res.sum() - 1.0
@@ -720,7 +724,7 @@ def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: 
         clones = _draw_clones(prng, pid)
         fr_base = _clone_fractions(prng, len(clones))
         fr_res = fr_base.copy()
-        if responder:
+        if planted_here:
             fr_res[1] *= 2.0 ** _CLONE_LOG2FC
             fr_res /= fr_res.sum()
         patient_mult = np.exp(prng.normal(0, 0.1, size=model.G))
@@ -741,7 +745,7 @@ def _design(model: _Model, samples: pd.DataFrame, patients: pd.DataFrame, seed: 
         pool = np.flatnonzero(~excluded & (expected[ti[t]] >= 0.5))
         pool = np.array([j for j in pool if model.symbols[j] not in taken])
         pick = rng.choice(pool, size=n, replace=False)
-        lfc = rng.uniform(1.0, 2.0, size=n) * np.where(np.arange(n) < (n + 1) // 2, 1, -1)
+        lfc = rng.uniform(1.5, 2.5, size=n) * np.where(np.arange(n) < (n + 1) // 2, 1, -1)
         de[t] = {model.symbols[j]: float(v) for j, v in zip(pick, lfc)}
         taken |= set(de[t])
     for t in _DE_NULL_TYPES:
@@ -776,6 +780,8 @@ def _effects_table(design: dict, proteins_null: list[str]) -> pd.DataFrame:
     rows = []
 
     def add(kind, contrast, group, timepoint, cell_type, feature, lfc, planted):
+        if not design["effects"]:  # a null cohort: every listed effect is a null
+            lfc, planted = 0.0, False
         rows.append(dict(kind=kind, contrast=contrast, group=group, timepoint=timepoint,
                          cell_type=cell_type, feature=feature, log2fc=float(lfc),
                          planted=bool(planted)))
@@ -826,7 +832,7 @@ def _sample_profiles(model: _Model, design: dict, sinfo: dict) -> np.ndarray:
     for g, sex in SEX_GENES.items():
         if sex != pinfo["sex"]:
             P[:, sym_idx[g]] = 0.0
-    if pinfo["responder"]:
+    if pinfo["responder"] and design["effects"]:
         for t, genes in design["de"].items():
             for g, lfc in genes.items():
                 P[model.type_index[t], sym_idx[g]] *= 2.0 ** lfc
@@ -1094,7 +1100,7 @@ def _simulate_proteomics(model: _Model, design: dict, samples: pd.DataFrame, see
     pat_eff = rng.normal(0, 0.3, size=(n_p, len(upat)))
     log2 = np.empty((n_p, S))
     for j, (s, p) in enumerate(zip(sids, pat_ids)):
-        resp = design["patients"][p]["responder"]
+        resp = design["patients"][p]["responder"] and design["effects"]
         log2[:, j] = (prot["base"].to_numpy() + pat_eff[:, upat.index(p)] + rng.normal(0, 0.2, size=n_p)
                       + (prot["planted_log2fc"].to_numpy() if resp else 0.0) + loading[j])
     # missing not at random: low intensities drop out (plus 1% at random)
@@ -1129,7 +1135,8 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
                     low_quality_rate: float = 0.05, batch_strength: float = 0.3, seed: int = 0,
                     gene_table: str | os.PathLike | None = None,
                     bins: str | os.PathLike | None = None,
-                    dna_tumour_enrichment: float = 3.0, verbose: bool = False) -> dict:
+                    dna_tumour_enrichment: float = 3.0, response_effects: bool = True,
+                    verbose: bool = False) -> dict:
     """Write the simulated trial cohort to ``outdir`` and return a summary dict.
 
     Writes ``samples.tsv`` and ``patients.tsv`` (see :func:`cohort_sheets`), per sample
@@ -1144,7 +1151,9 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
     ``empty_droplets_per_sample`` defaults to 3 x ``cells_per_sample``; ``dna_tumour_enrichment``
     multiplies the sample's malignant fraction for the scDNA cells (capped at 0.9), as a tumour-cell
     enrichment before scDNA library preparation would. ``gene_table`` and ``bins`` default to the
-    tables shipped in ``resources/``.
+    tables shipped in ``resources/``. ``response_effects=False`` writes a null cohort: the same
+    patients, responders and noise, but no planted response effect (every row of ``effects.tsv``
+    is then a null), for checking that comparisons stay quiet.
     """
     t0 = time.perf_counter()
     where = "simulate.simulate_cohort"
@@ -1185,7 +1194,7 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
     bin_arms = _arm_of(bin_table["chrom"].to_numpy(),
                        ((bin_table["start"] + bin_table["end"]) // 2).to_numpy(), arms)
     model = _Model(genes, _rng(seed, 5))
-    design = _design(model, samples, patients, seed, float(batch_strength))
+    design = _design(model, samples, patients, seed, float(batch_strength), bool(response_effects))
 
     out = Path(outdir)
     (out / "truth").mkdir(parents=True, exist_ok=True)
@@ -1297,7 +1306,7 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         cells_per_sample=int(cells_per_sample), empty_droplets_per_sample=int(empty_droplets_per_sample),
         dna_cells_per_sample=int(dna_cells_per_sample), doublet_rate=float(doublet_rate),
         low_quality_rate=float(low_quality_rate), batch_strength=float(batch_strength), seed=int(seed),
-        dna_tumour_enrichment=float(dna_tumour_enrichment),
+        dna_tumour_enrichment=float(dna_tumour_enrichment), response_effects=bool(response_effects),
         gene_table=gene_path.name, gene_table_sha256=_sha256(gene_path),
         bins=bins_path.name, bins_sha256=_sha256(bins_path),
         n_genes=int(model.G), n_antibody_tags=int(model.K), n_bins=int(len(bin_table)),
@@ -1333,6 +1342,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--low-quality-rate", type=float, default=0.05)
     ap.add_argument("--batch-strength", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-response-effects", action="store_true",
+                    help="a null cohort: plant no response effect")
     ap.add_argument("--gene-table", default=None, help="gene table (default resources/genes_grch38.tsv)")
     ap.add_argument("--bins", default=None, help="bin table (default resources/bins_1mb_grch38.tsv.gz)")
     ap.add_argument("--quiet", action="store_true")
@@ -1342,7 +1353,7 @@ def main(argv: list[str] | None = None) -> int:
                               cells_per_sample=a.cells, empty_droplets_per_sample=a.empty,
                               dna_cells_per_sample=a.dna_cells, doublet_rate=a.doublet_rate,
                               low_quality_rate=a.low_quality_rate, batch_strength=a.batch_strength,
-                              seed=a.seed, gene_table=a.gene_table, bins=a.bins, verbose=not a.quiet)
+                              seed=a.seed, response_effects=not a.no_response_effects, gene_table=a.gene_table, bins=a.bins, verbose=not a.quiet)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -208,3 +208,100 @@ def check_annotation(labels: pd.DataFrame, truth_cells: pd.DataFrame) -> list[di
             row("cell_type_accuracy", sub_ok.mean(), 0.85, detail="23 planted subtypes"),
             row("cell_type_min_recall", sub_recall.min(), 0.7,
                 detail=f"lowest (types with >= 30 cells): {sub_recall.idxmin()}")]
+
+
+_PROTEIN_LINEAGE = {**{t: "T_CD8" for t in ("CD8_naive", "CD8_effector_memory", "CD8_tissue_resident",
+                                             "CD8_exhausted")},
+                    **{t: "T_CD4" for t in ("CD4_helper", "CD4_Tfh", "Treg")},
+                    "B_naive": "B", "B_memory": "B", "NK": "NK", "mono_classical": "mono_classical",
+                    "mono_nonclassical": "mono_nonclassical"}
+
+
+def check_protein_evidence(evidence: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
+    """CITE-seq evidence against the planted truth: the tags confirm singlets whose RNA label is
+    the planted one, flag planted doublets that QC kept, and flag singlets given another lineage
+    the seven tags tell apart. The last two rows only when >= 10 such cells exist."""
+    t = truth_cells.set_index("cell_id")
+    j = evidence.join(t[["cell_type", "is_doublet"]], rsuffix="_truth", how="inner")
+    j = j[j["protein_evidence"].astype(str).isin(["confirms", "contradicts"])]
+    flagged = j["protein_evidence"].astype(str) == "contradicts"
+    doublet = j["is_doublet"].astype(bool)
+    right = ~doublet & (j["cell_type"].astype(str) == j["cell_type_truth"].astype(str))
+    rows = [row("protein_confirms_right_labels", 1 - flagged[right].mean(), 0.97,
+                detail=f"{int(right.sum())} singlets labelled as planted, with tags checked")]
+    if doublet.sum() >= 10:
+        rows.append(row("protein_flags_kept_doublets", flagged[doublet].mean(), 0.6,
+                        detail=f"{int(doublet.sum())} planted doublets passed QC"))
+    ours = j["cell_type"].astype(str).map(_PROTEIN_LINEAGE)
+    theirs = j["cell_type_truth"].astype(str).map(_PROTEIN_LINEAGE)
+    wrong = ~doublet & ours.notna() & theirs.notna() & (ours != theirs)
+    if wrong.sum() >= 10:
+        rows.append(row("protein_flags_wrong_lineage", flagged[wrong].mean(), 0.8,
+                        detail=f"{int(wrong.sum())} singlets labelled with another tag-defined lineage"))
+    return rows
+
+
+def _design_of(effects: pd.DataFrame) -> pd.Series:
+    """The comparison design that tests each planted effect (or null) of ``effects.tsv``."""
+    return np.where(effects["contrast"] == "responder_vs_non_responder", "baseline",
+                    "on_treatment_" + effects["group"].astype(str))
+
+
+def _called(table: pd.DataFrame, effects: pd.DataFrame, *, key: str, estimate: str, fdr: float) -> pd.DataFrame:
+    """Effects joined to the pipeline's results; ``called``: FDR below ``fdr`` with the planted
+    sign (nulls: any sign). Untested effects count as not called."""
+    e = effects.assign(design=_design_of(effects))
+    # a design the cohort was too small for (e.g. one responder) has nothing to check
+    e = e[e["design"].isin(set(table.loc[table["padj"].notna(), "design"]) if len(table) else set())]
+    table = table[["design", "cell_type", *([key] if key != "cell_type" else []), estimate, "padj"]]
+    table = table.rename(columns={estimate: "_estimate"})
+    j = e.merge(table, left_on=["design", "cell_type", "feature"] if key != "cell_type" else ["design", "cell_type"],
+                right_on=["design", "cell_type", key] if key != "cell_type" else ["design", "cell_type"], how="left")
+    sig = (j["padj"] < fdr).fillna(False).to_numpy()
+    same_sign = np.sign(j["_estimate"].fillna(0)).to_numpy() == np.sign(j["log2fc"]).to_numpy()
+    j["called"] = np.where(j["planted"], sig & same_sign, sig)
+    return j
+
+
+def _recall_and_fdp(j: pd.DataFrame, name: str, *, min_recall: float, max_fdp: float, what: str) -> list[dict]:
+    planted, nulls = j[j["planted"]], j[~j["planted"]]
+    if planted.empty:
+        return []
+    tp, fp = int(planted["called"].sum()), int(nulls["called"].sum())
+    fdp = fp / (tp + fp) if tp + fp else 0.0
+    return [row(f"{name}_recall", planted["called"].mean() if len(planted) else float("nan"), min_recall,
+                detail=f"{tp} of {len(planted)} planted {what} found"),
+            row(f"{name}_false_discovery_proportion", fdp, max_fdp, direction="<=",
+                detail=f"{fp} of {len(nulls)} listed nulls called, {tp + fp} calls among listed effects")]
+
+
+def check_composition(tests: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
+    """Planted composition shifts (resection in responders) found at FDR ``fdr`` with the right
+    sign; the listed null types (and every type in the other designs) quiet."""
+    e = effects[effects["kind"] == "composition"]
+    j = _called(tests.dropna(subset=["padj"]) if "padj" in tests else tests.assign(padj=np.nan, estimate=np.nan),
+                e, key="cell_type", estimate="estimate", fdr=fdr)
+    return _recall_and_fdp(j, "composition", min_recall=0.66, max_fdp=0.25, what="shifts")
+
+
+def check_differential_expression(de: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
+    """Planted DE genes found at FDR ``fdr`` with the right sign, per kind of effect (baseline
+    responder traits; IFN programme at resection in responders), and the listed null genes quiet."""
+    e = effects[effects["kind"] == "de_gene"]
+    j = _called(de, e, key="gene", estimate="log2fc", fdr=fdr)
+    base = j[j["design"] == "baseline"]
+    on_tr = j[j["design"] != "baseline"]
+    return (_recall_and_fdp(base, "de_baseline", min_recall=0.5, max_fdp=0.1, what="baseline genes")
+            + _recall_and_fdp(on_tr, "de_on_treatment", min_recall=0.4, max_fdp=0.1, what="IFN genes (resection)"))
+
+
+def check_enrichment(enrichment: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
+    """The planted IFN programme in C1Q macrophages at resection in responders shows as an
+    IFN-gamma signature enrichment of their DE statistics."""
+    hit = enrichment[(enrichment["design"].astype(str).str.startswith("on_treatment_responder"))
+                     & (enrichment["cell_type"] == "macrophage_C1Q") & (enrichment["signature"] == "IFN_gamma_response")]
+    if hit.empty:
+        return []
+    ok = float(hit["padj"].iloc[0] < fdr and hit["score"].iloc[0] > 0)
+    detail = f"ulm score {hit['score'].iloc[0]:.2f}, FDR {hit['padj'].iloc[0]:.2g}"
+    return [row("enrichment_ifn_in_c1q_macrophages_on_treatment", ok, 1.0, detail=detail)]

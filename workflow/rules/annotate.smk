@@ -1,4 +1,5 @@
-# Stage 4: cell types (marker-based, hierarchical: cell_type_major then cell_type), and the
+# Stage 4: cell types (marker-based, hierarchical: cell_type_major then cell_type; optional
+# CellTypist / scANVI and their consensus), protein (CITE-seq) evidence for the labels, and the
 # integration metrics, which need the labels.
 
 
@@ -15,6 +16,8 @@ rule annotate_cells:
                     category="3. Cell types", labels={"figure": "UMAP by cell type"}),
         dotplot=report("results/figures/marker_dotplot.png", caption="../report/marker_dotplot.rst",
                        category="3. Cell types", labels={"figure": "marker dot plot"}),
+        methods=report("results/figures/annotation_methods.png", caption="../report/annotation_methods.rst",
+                       category="3. Cell types", labels={"figure": "agreement of annotation methods"}),
     params:
         annotation=config["annotation"],
         batch_key=config["integration"]["batch_key"],
@@ -54,3 +57,31 @@ rule integration_metrics:
         "../../envs/pinnacle.yaml"
     script:
         "../scripts/integration_metrics.py"
+
+
+rule protein_evidence:
+    input:
+        prot=expand("results/rna/{sample}/prot.h5ad", sample=RNA_SAMPLES),
+        labels="results/cohort/cell_labels.tsv.gz",
+        expectations=config["annotation"]["protein_markers"],
+    output:
+        table=report("results/tables/protein_evidence.tsv", caption="../report/protein_evidence.rst",
+                     category="3. Cell types", labels={"table": "protein evidence per label"}),
+        cells="results/cohort/protein_evidence.tsv.gz",
+        figure=report("results/figures/protein_evidence.png", caption="../report/protein_evidence.rst",
+                      category="3. Cell types", labels={"figure": "protein evidence for RNA labels"}),
+    params:
+        samples=RNA_SAMPLES,
+        max_discordant=config["annotation"]["protein_max_discordant"],
+        seed=config["seed"],
+    log:
+        "logs/cohort/protein_evidence.log",
+    benchmark:
+        "benchmarks/cohort/protein_evidence.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/protein_evidence.py"

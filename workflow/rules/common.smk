@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from pinnacle.errors import InputError  # noqa: E402
 from pinnacle import sheets  # noqa: E402
+from pinnacle.compare import design_names  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -86,6 +87,7 @@ def resource_path(path):
 
 
 config["annotation"]["markers"] = resource_path(config["annotation"]["markers"])
+config["annotation"]["protein_markers"] = resource_path(config["annotation"]["protein_markers"])
 for _key in ("celltypist_model", "scanvi_reference"):
     if config["annotation"][_key] and not Path(config["annotation"][_key]).exists():
         raise InputError(f"config.yaml, key annotation.{_key}", f"'{config['annotation'][_key]}' does not exist.",
@@ -102,6 +104,28 @@ def annotation_inputs(wildcards):
 
 # Curated gene sets whose genes the cohort object always keeps (markers, signatures).
 GENE_RESOURCES = [str(p) for p in (Path(workflow.basedir) / "resources").glob("*.yaml")]
+
+COMPARE = config["compare"]
+if DEMO and not COMPARE["cell_types"]:
+    COMPARE["cell_types"] = config["demo"]["compare_cell_types"]
+COMPARE["signatures"] = resource_path(COMPARE["signatures"])
+if COMPARE["signatures"] not in GENE_RESOURCES:
+    GENE_RESOURCES.append(COMPARE["signatures"])
+DESIGNS = design_names(COMPARE["designs"], RESPONSE["levels"])
+for _d in DESIGNS:
+    if _d.startswith("on_treatment_") and _d[len("on_treatment_"):] not in RESPONSE["levels"]:
+        raise InputError("config.yaml, key compare.designs", f"'{_d}' names no response level.",
+                         f"use on_treatment_by_response or on_treatment_<one of {RESPONSE['levels']}>.")
+_missing_cov = [c for c in COMPARE["covariates"] if c not in samples.columns]
+if _missing_cov:
+    raise InputError("config.yaml, key compare.covariates", f"{_missing_cov} are not columns of the patient sheet.",
+                     f"use columns of {patients.columns.tolist()} or remove them.")
+
+
+def compare_meta():
+    """Sample -> patient, timepoint, response and covariates, for the comparison adapters."""
+    cols = ["patient_id", "timepoint", "response", *COMPARE["covariates"]]
+    return samples[cols].rename_axis("sample_id").reset_index().astype(str).to_dict("records")
 
 
 wildcard_constraints:
@@ -136,6 +160,10 @@ def get_final_output():
     out += expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES)
     if PROTEOMICS["path"]:
         out.append("results/proteomics/proteomics.h5ad")
+    out.append("results/tables/protein_evidence.tsv")
+    out += ["results/tables/composition_tests.tsv", "results/tables/signature_tests.tsv",
+            "results/tables/signature_enrichment.tsv"]
+    out += expand("results/tables/de/{design}.tsv", design=DESIGNS)
     if TRUTH:
         out.append("results/truth_check.tsv")
     return out
@@ -150,6 +178,10 @@ def truth_check_inputs(wildcards):
         "labels": "results/cohort/cell_labels.tsv.gz",
         "truth_cells": f"{TRUTH}/cells.tsv.gz",
         "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
+        "composition": "results/tables/composition_tests.tsv",
+        "protein_evidence": "results/cohort/protein_evidence.tsv.gz",
+        "de": expand("results/tables/de/{design}.tsv", design=DESIGNS),
+        "enrichment": "results/tables/signature_enrichment.tsv",
     }
     if PROTEOMICS["path"]:
         inputs["proteomics"] = "results/proteomics/proteomics.h5ad"

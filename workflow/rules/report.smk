@@ -11,6 +11,7 @@ if TRUTH:
                    category="0. Truth check", labels={"table": "planted truth recovered"}),
         params:
             truth=TRUTH,
+            fdr=COMPARE["fdr"],
         log:
             "logs/truth_check.log",
         benchmark:

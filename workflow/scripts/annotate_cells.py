@@ -1,4 +1,5 @@
-"""Adapter: marker-based cell types on the integrated cohort, with tables and figures."""
+"""Adapter: cell types on the integrated cohort (markers; CellTypist / scANVI when given; their
+consensus), with tables and figures."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -24,7 +25,8 @@ if snakemake.input.get("celltypist_model"):
 if snakemake.input.get("scanvi_reference"):
     reference = ad.read_h5ad(snakemake.input.scanvi_reference)
     annotate.annotate_scanvi(adata, reference, label_key=cfg["scanvi_label_key"],
-                             batch_key=snakemake.params.batch_key, random_state=snakemake.params.seed)
+                             batch_key=snakemake.params.batch_key, random_state=snakemake.params.seed,
+                             num_threads=snakemake.threads)
     methods.append("scanvi")
 consensus = annotate.consensus_labels(adata.obs, methods=methods)
 adata.obs["cell_type_consensus"] = consensus["cell_type_consensus"].to_numpy()
@@ -39,5 +41,7 @@ fig = rna_integrate.plot_embeddings(adata, bases={"UMAP": "X_umap"}, colors=["ce
 fig.savefig(snakemake.output.umap, dpi=110)
 annotate.plot_marker_dotplot(adata, markers, groupby="cell_type").savefig(snakemake.output.dotplot, dpi=110,
                                                                           bbox_inches="tight")
+annotate.plot_method_agreement(adata.obs, methods=methods).savefig(snakemake.output.methods, dpi=110,
+                                                                   bbox_inches="tight")
 adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
 print(adata.obs["cell_type"].value_counts().to_string(), file=sys.stderr)

@@ -38,6 +38,12 @@ if "proteomics" in inp.keys():
     truth_prot = pd.read_csv(truth / "proteins.tsv", sep="\t")
     truth_prot = truth_prot[~truth_prot["kind"].isin(["contaminant", "reverse", "only_by_site"])]
     rows += tc.check_proteomics_reading(prot.var["protein_id"], prot.n_obs, truth_prot, len(truth_samples))
+rows += tc.check_protein_evidence(pd.read_csv(inp.protein_evidence, sep="\t", index_col="cell_id"), truth_cells)
+effects = pd.read_csv(truth / "effects.tsv", sep="\t")
+fdr = snakemake.params.fdr
+rows += tc.check_composition(pd.read_csv(inp.composition, sep="\t"), effects, fdr=fdr)
+rows += tc.check_differential_expression(pd.concat([pd.read_csv(p, sep="\t") for p in inp.de]), effects, fdr=fdr)
+rows += tc.check_enrichment(pd.read_csv(inp.enrichment, sep="\t"), fdr=fdr)
 table = tc.truth_table(rows)
 table.to_csv(snakemake.output[0], sep="\t", index=False)
 print(table.to_string(), file=sys.stderr)

@@ -1,0 +1,347 @@
+"""Comparisons with patients as replicates: designs, planted effects found, nulls quiet, pairing used.
+
+The cohort tests run the comparison functions on pseudobulks made from simulated cohorts with the
+planted labels (the stage's own job; the workflow test runs it after the pipeline's annotation).
+"""
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pinnacle import compare, io, sheets
+from pinnacle.errors import InputError
+from pinnacle.simulate import simulate_cohort
+
+RL = ["non_responder", "responder"]
+TP = ["baseline", "resection"]
+FDR = 0.1
+
+
+def _meta(n_patients=6, n_responders=3, missing=()):
+    rows = []
+    for i in range(n_patients):
+        pid = f"P{i + 1:02d}"
+        for tp in TP:
+            if (pid, tp) in missing:
+                continue
+            rows.append({"sample_id": f"{pid}_{tp}", "patient_id": pid, "timepoint": tp,
+                         "response": "responder" if i < n_responders else "non_responder",
+                         "age": str(50 + 3 * i), "sex": "female" if i % 2 else "male"})
+    return compare.sample_meta(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# design matrices
+# ---------------------------------------------------------------------------------------------
+def test_baseline_design_uses_baseline_samples_and_covariates():
+    d = compare.design_matrix(_meta(), "baseline", response_levels=RL, timepoints=TP, covariates=["age", "sex"])
+    assert set(d.samples) == {f"P{i:02d}_baseline" for i in range(1, 7)}
+    assert list(d.X.columns) == ["Intercept", "response", "age", "sex[male]"]
+    assert d.X["age"].abs().sum() > 0 and abs(d.X["age"].mean()) < 1e-9  # numeric covariates centred
+    assert d.groups == {"non_responder": 3, "responder": 3}
+    assert d.formula == "~ response + age + sex"
+
+
+def test_paired_design_drops_incomplete_patients_and_says_so():
+    meta = _meta(missing={("P02", "resection")})
+    d = compare.design_matrix(meta, "on_treatment_responder", response_levels=RL, timepoints=TP)
+    assert set(d.X.index.str[:3]) == {"P01", "P03"}
+    assert d.coef == "timepoint" and "patient[P03]" in d.X.columns
+    assert d.dropped == "1 patients without both baseline and resection"
+    base = compare.design_matrix(meta, "baseline", response_levels=RL, timepoints=TP)
+    assert "P02_baseline" in base.samples  # P02 still counts where the design allows
+
+
+def test_interaction_design_is_full_rank_and_tests_the_difference_of_changes():
+    d = compare.design_matrix(_meta(), "interaction", response_levels=RL, timepoints=TP)
+    assert d.coef == "timepoint:response"
+    assert np.linalg.matrix_rank(d.X.to_numpy()) == d.X.shape[1]
+    # response on its own is absorbed by the patient terms
+    assert "response" not in d.X.columns
+    assert d.groups == {"non_responder pairs": 3, "responder pairs": 3}
+
+
+def test_too_few_patients_is_not_estimable_not_an_error():
+    meta = _meta(n_patients=3, n_responders=1)
+    with pytest.raises(compare.NotEstimable, match="responder: 1"):
+        compare.design_matrix(meta, "baseline", response_levels=RL, timepoints=TP)
+
+
+def test_unknown_covariate_and_design_errors_name_the_key():
+    with pytest.raises(InputError, match="compare.covariates"):
+        compare.design_matrix(_meta(), "baseline", response_levels=RL, timepoints=TP, covariates=["stage"])
+    with pytest.raises(InputError, match="compare.designs"):
+        compare.design_matrix(_meta(), "treatment", response_levels=RL, timepoints=TP)
+    assert compare.design_names(["baseline", "on_treatment_by_response"], RL) == [
+        "baseline", "on_treatment_non_responder", "on_treatment_responder"]
+
+
+def test_squeeze_variances_recovers_the_prior():
+    """limma's moment estimator: variances drawn from a scaled inverse chi-square prior
+    (d0 = 8, s0^2 = 0.5), observed with 3 residual df, give back d0 and s0^2."""
+    rng = np.random.default_rng(0)
+    d0, s0, df, n = 8.0, 0.5, 3.0, 20000
+    sigma2 = d0 * s0 / rng.chisquare(d0, n)
+    s2 = sigma2 * rng.chisquare(df, n) / df
+    post, d0_hat, s0_hat = compare.squeeze_variances(s2, df)
+    assert d0_hat == pytest.approx(d0, rel=0.15) and s0_hat == pytest.approx(s0, rel=0.05)
+    # posterior variances closer to the truth than the raw ones
+    assert np.mean((np.log(post) - np.log(sigma2)) ** 2) < 0.5 * np.mean((np.log(s2) - np.log(sigma2)) ** 2)
+    # no excess spread: infinite prior df, every variance the common value
+    s2_equal = 0.5 * rng.chisquare(df, n) / df
+    post, d0_hat, _ = compare.squeeze_variances(s2_equal, df)
+    assert d0_hat > 100 and np.ptp(post) < 0.1 * post.mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# pairing: an effect visible only within patient
+# ---------------------------------------------------------------------------------------------
+def _paired_counts(seed=1, n_patients=5, n_genes=400, n_effect=40, lfc=1.0, patient_sd=1.0):
+    """Pseudobulk counts where patients differ far more than the on-treatment change."""
+    rng = np.random.default_rng(seed)
+    meta = _meta(n_patients=n_patients, n_responders=n_patients)
+    mu = rng.lognormal(5, 1, n_genes)
+    patient = {p: rng.normal(0, patient_sd, n_genes) for p in meta["patient_id"].unique()}
+    effect = np.zeros(n_genes)
+    effect[:n_effect] = lfc * np.log(2)
+    rows = []
+    for s, r in meta.iterrows():
+        m = mu * np.exp(patient[r["patient_id"]] + (r["timepoint"] == "resection") * effect
+                        + rng.normal(0, 0.1, n_genes))
+        rows.append(rng.negative_binomial(20, 20 / (20 + m)))
+    genes = [f"G{i}" for i in range(n_genes)]
+    X = sp.csr_matrix(np.array(rows, dtype=np.float32))
+    obs = pd.DataFrame({"sample_id": meta.index, "cell_type": "T", "n_cells": 100, "n_counts": X.sum(1).A1})
+    pb = ad.AnnData(X=X, obs=obs.set_index(obs["sample_id"] + "|T"), var=pd.DataFrame(index=genes))
+    return pb, meta, set(genes[:n_effect])
+
+
+def test_pairing_finds_a_within_patient_effect_that_the_unpaired_test_misses():
+    pb, meta, planted = _paired_counts()
+    kw = dict(design="on_treatment_responder", response_levels=RL, timepoints=TP, min_counts=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paired, _ = compare.pseudobulk_de(pb, meta, paired=True, **kw)
+        unpaired, _ = compare.pseudobulk_de(pb, meta, paired=False, **kw)
+    hits_p = set(paired.loc[paired["padj"] < FDR, "gene"])
+    hits_u = set(unpaired.loc[unpaired["padj"] < FDR, "gene"])
+    # a 2-fold change against patient differences of sd 1 (natural log): pairing removes them
+    assert len(hits_p & planted) >= 0.8 * len(planted)
+    assert len(hits_p - planted) <= 0.2 * max(len(hits_p), 1)  # FDR is for the null-cohort test
+    assert len(hits_u & planted) <= 0.25 * len(planted)
+    assert paired["formula"].iloc[0] == "~ patient + timepoint" and unpaired["formula"].iloc[0] == "~ timepoint"
+
+
+def test_pairing_matters_for_composition_too():
+    rng = np.random.default_rng(3)
+    meta = _meta(n_patients=5, n_responders=5)
+    rows = {}
+    for s, r in meta.iterrows():
+        base = {"P01": 0.02, "P02": 0.05, "P03": 0.10, "P04": 0.2, "P05": 0.3}[r["patient_id"]]
+        frac = base * (1.6 if r["timepoint"] == "resection" else 1.0)
+        n_a = rng.binomial(2000, frac)
+        rows[s] = {"A": n_a, "B": 2000 - n_a - 400, "C": 400}
+    counts = pd.DataFrame(rows).T
+    kw = dict(design="on_treatment_responder", response_levels=RL, timepoints=TP)
+    paired = compare.composition_test(counts, meta, **kw).set_index("cell_type")
+    unpaired = compare.composition_test(counts, meta, paired=False, **kw).set_index("cell_type")
+    assert paired.loc["A", "padj"] < 0.05 and paired.loc["A", "estimate"] > 0
+    assert unpaired.loc["A", "padj"] > 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# simulated cohorts
+# ---------------------------------------------------------------------------------------------
+def _cohort_pseudobulks(root):
+    """Pseudobulks from a simulated cohort's planted labels (singlets of good quality only)."""
+    truth = pd.read_csv(f"{root}/truth/cells.tsv.gz", sep="\t", index_col="cell_id")
+    clean = truth[~truth["is_doublet"] & ~truth["is_low_quality"]]
+    samples = pd.read_csv(f"{root}/samples.tsv", sep="\t", index_col="sample_id")
+    patients = pd.read_csv(f"{root}/patients.tsv", sep="\t").set_index("patient_id", drop=False)
+    meta = sheets.annotate_samples(samples, patients, response_column="response")
+    parts = []
+    for s in samples.index:
+        a, _ = io.split_features(io.read_rna(samples.loc[s, "rna"], sample_id=s))
+        a.obs["sample_id"] = s
+        parts.append(compare.pseudobulk_sample(a, clean))
+    return compare.concat_pseudobulks(parts), meta[["patient_id", "timepoint", "response"]]
+
+
+@pytest.fixture(scope="module")
+def planted_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    simulate_cohort(root, n_patients=8, n_responders=4, cells_per_sample=700, dna_cells_per_sample=0, seed=11)
+    pb, meta = _cohort_pseudobulks(root)
+    return pb, meta, pd.read_csv(root / "truth" / "effects.tsv", sep="\t")
+
+
+def test_pseudobulk_sums_every_kept_cell_once(planted_cohort):
+    pb, meta, _ = planted_cohort
+    assert set(pb.obs["sample_id"]) == set(meta.index)
+    assert (pb.obs["n_cells"] > 0).all()
+    assert np.allclose(np.asarray(pb.X.sum(axis=1)).ravel(), pb.obs["n_counts"])
+    assert pb.n_vars == 3019 and sp.issparse(pb.X)
+
+
+def test_planted_composition_shifts_found_and_nulls_quiet(planted_cohort):
+    pb, meta, effects = planted_cohort
+    counts = pb.obs.pivot_table(index="sample_id", columns="cell_type", values="n_cells", fill_value=0)
+    res = {d: compare.composition_test(counts, meta, design=d, response_levels=RL, timepoints=TP).set_index("cell_type")
+           for d in ["baseline", "on_treatment_responder", "on_treatment_non_responder"]}
+    comp = effects[effects["kind"] == "composition"]
+    planted = comp[comp["planted"]]
+    found = [res["on_treatment_responder"].loc[t, "padj"] < FDR
+             and np.sign(res["on_treatment_responder"].loc[t, "estimate"]) == np.sign(lfc)
+             for t, lfc in zip(planted["cell_type"], planted["log2fc"])]
+    assert all(found), planted.assign(found=found)
+    nulls = comp[~comp["planted"]]
+    design = np.where(nulls["contrast"] == "responder_vs_non_responder", "baseline", "on_treatment_" + nulls["group"])
+    false = [res[d].loc[t, "padj"] < FDR for d, t in zip(design, nulls["cell_type"])]
+    assert sum(false) == 0, nulls.assign(called=false)
+    # the estimate is the planted shift on the log-odds scale: +1.3 log2 for the CD8 types
+    assert 0.6 < res["on_treatment_responder"].loc["CD8_exhausted", "log2_ratio"] < 2.0
+
+
+@pytest.fixture(scope="module")
+def planted_de(planted_cohort):
+    pb, meta, _ = planted_cohort
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for d, types in (("baseline", ["CD8_exhausted", "macrophage_C1Q", "CD4_helper", "B_naive"]),
+                         ("on_treatment_responder", ["macrophage_C1Q", "CD8_exhausted", "CD4_helper", "B_naive"])):
+            out[d], _ = compare.pseudobulk_de(pb, meta, design=d, response_levels=RL, timepoints=TP,
+                                              cell_types=types, n_cpus=2)
+    return out
+
+
+def _de_calls(de, effects, design, contrast, group=None):
+    e = effects[(effects["kind"] == "de_gene") & (effects["contrast"] == contrast)]
+    if group:
+        e = e[e["group"] == group]
+    j = e.merge(de[design], left_on=["cell_type", "feature"], right_on=["cell_type", "gene"], how="left")
+    called = (j["padj"] < FDR).fillna(False)
+    right = np.sign(j["log2fc_y"].fillna(0)) == np.sign(j["log2fc_x"])
+    return j, np.where(j["planted"], called & right, called)
+
+
+def test_planted_baseline_de_genes_found_and_null_genes_quiet(planted_de, planted_cohort):
+    j, called = _de_calls(planted_de, planted_cohort[2], "baseline", "responder_vs_non_responder")
+    recall = called[j["planted"]].mean()
+    false = called[~j["planted"]].sum()
+    # 4 vs 4 patients (C1Q macrophages: 5 samples reach 10 cells), log2 fold changes 1.5-2.5
+    # against between-sample noise of sdlog 0.3: at least half (measured 0.6: 15 of 15 in CD8
+    # exhausted, 3 of 15 in the macrophages); every listed null gene must stay quiet
+    assert recall >= 0.5, recall
+    assert false <= 1, j[~j["planted"] & called]
+    # shrunken fold changes are never further from zero than the MLE
+    de = planted_de["baseline"].dropna(subset=["log2fc_shrunk"])
+    assert (de["log2fc_shrunk"].abs() <= de["log2fc"].abs() + 1e-6).mean() > 0.99
+
+
+def test_planted_ifn_programme_found_on_treatment_in_responders(planted_de, planted_cohort):
+    j, called = _de_calls(planted_de, planted_cohort[2], "on_treatment_responder", "resection_vs_baseline", "responder")
+    ifn = j["planted"].to_numpy()
+    # 4 pairs, a 4-fold rise in ~20-50 macrophages per sample: at least half of the 12 genes
+    assert called[ifn].mean() >= 0.5, j[ifn][["feature", "log2fc_y", "padj"]]
+    # the responder traits present at both timepoints are nulls of this paired contrast
+    assert called[~ifn].sum() <= 1
+
+
+def test_signature_scores_and_enrichment_find_the_ifn_programme(planted_de, planted_cohort):
+    pb, meta, _ = planted_cohort
+    sigs = compare.load_signatures("resources/signatures.yaml")
+    enr = compare.signature_enrichment(planted_de["on_treatment_responder"].assign(design="on_treatment_responder"), sigs)
+    hit = enr.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
+    assert hit["score"] > 0 and hit["padj"] < FDR
+    scores = compare.score_pseudobulks(pb, sigs)
+    tests = compare.signature_tests(scores, meta, design="on_treatment_responder", response_levels=RL, timepoints=TP)
+    t = tests.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
+    assert t["estimate"] > 0 and t["padj"] < FDR
+    # a signature whose genes were not planted stays quiet in an unrelated type
+    assert tests.set_index(["cell_type", "signature"]).loc[("B_naive", "proliferation"), "padj"] > FDR
+
+
+def test_signature_file_errors_name_the_signature(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("inflamed:\n  genes: [CXCL9, CXCL10]\n")
+    with pytest.raises(InputError, match="signature 'inflamed'.*no source"):
+        compare.load_signatures(p)
+    p.write_text("inflamed:\n  source: x\n")
+    with pytest.raises(InputError, match="no list of genes"):
+        compare.load_signatures(p)
+
+
+def test_shipped_signatures_have_sources_and_known_genes():
+    sigs = compare.load_signatures("resources/signatures.yaml")
+    genes = set(pd.read_csv("resources/genes_grch38.tsv", sep="\t")["gene_symbol"])
+    assert len(sigs["T_cell_inflamed_GEP"]["genes"]) == 18
+    for name, s in sigs.items():
+        assert set(s["genes"]) <= genes, (name, set(s["genes"]) - genes)
+
+
+# ---------------------------------------------------------------------------------------------
+# null cohorts: no planted response effect
+# ---------------------------------------------------------------------------------------------
+def test_null_cohorts_give_no_more_false_discoveries_than_fdr_allows(tmp_path):
+    """Three null cohorts (same simulator, no planted response effect), 6 patients each.
+
+    Composition: under the complete null BH at q = 0.1 makes a discovery in a family with
+    probability at most 0.1; 12 families (4 designs x 3 cohorts) expect at most 1.2; we allow 3
+    (the binomial 95% bound). DE (2 types x 2 designs x 3 cohorts, ~1,500 genes each): the
+    p-values must be calibrated (share below 0.01 at most 0.015, below 0.001 at most 0.003) and no
+    family may call more than 2 genes. pydeseq2 with 3 vs 3 patients does call a single gene now
+    and then (measured: 3 of 8 families, each one gene whose samples split by chance, e.g. RPS7),
+    because the dispersion of a gene with large between-sample variance is shrunk towards the
+    trend; the report says so.
+    """
+    composition, de_families, p01, p001 = {}, {}, [], []
+    for seed in (21, 22, 23):
+        root = tmp_path / str(seed)
+        simulate_cohort(root, n_patients=6, n_responders=3, cells_per_sample=400, dna_cells_per_sample=0,
+                        seed=seed, response_effects=False)
+        effects = pd.read_csv(root / "truth" / "effects.tsv", sep="\t")
+        assert not effects["planted"].any()
+        pb, meta = _cohort_pseudobulks(root)
+        counts = pb.obs.pivot_table(index="sample_id", columns="cell_type", values="n_cells", fill_value=0)
+        for d in ["baseline", "on_treatment_responder", "on_treatment_non_responder", "interaction"]:
+            res = compare.composition_test(counts, meta, design=d, response_levels=RL, timepoints=TP)
+            composition[(seed, d)] = res.loc[res["padj"] < FDR, "cell_type"].tolist()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for d in ["baseline", "on_treatment"]:
+                de, status = compare.pseudobulk_de(pb, meta, design=d, response_levels=RL, timepoints=TP,
+                                                   cell_types=["CD4_helper", "B_naive"], shrink=False, n_cpus=2)
+                assert (status["status"] == "tested").all(), status
+                for ct, g in de.groupby("cell_type"):
+                    de_families[(seed, ct, d)] = g.loc[g["padj"] < FDR, "gene"].tolist()
+                    p = g["pvalue"].dropna()
+                    p01.append((p < 0.01).mean())
+                    p001.append((p < 0.001).mean())
+    assert sum(bool(v) for v in composition.values()) <= 3, composition
+    assert len(de_families) == 12 and max(len(v) for v in de_families.values()) <= 2, de_families
+    assert np.mean(p01) <= 0.015 and np.mean(p001) <= 0.003, (np.mean(p01), np.mean(p001))
+
+
+def test_truth_rows_judge_calls_by_design_and_sign():
+    from pinnacle import truth_check as tc
+
+    effects = pd.DataFrame([
+        dict(kind="composition", contrast="resection_vs_baseline", group="responder", timepoint="",
+             cell_type="A", feature="proportion", log2fc=1.3, planted=True),
+        dict(kind="composition", contrast="resection_vs_baseline", group="responder", timepoint="",
+             cell_type="B", feature="proportion", log2fc=-2.0, planted=True),
+        dict(kind="composition", contrast="resection_vs_baseline", group="responder", timepoint="",
+             cell_type="N", feature="proportion", log2fc=0.0, planted=False),
+        dict(kind="composition", contrast="responder_vs_non_responder", group="", timepoint="baseline",
+             cell_type="A", feature="proportion", log2fc=0.0, planted=False)])
+    tests = pd.DataFrame({"design": ["on_treatment_responder"] * 3, "cell_type": ["A", "B", "N"],
+                          "estimate": [0.5, 0.4, 0.1], "padj": [0.01, 0.02, 0.5]})
+    rows = {r["metric"]: r for r in tc.check_composition(tests, effects)}
+    # B is significant with the wrong sign: not found; the baseline design was not run: no rows for it
+    assert rows["composition_recall"]["value"] == 0.5 and not rows["composition_recall"]["pass"]
+    assert rows["composition_false_discovery_proportion"]["value"] == 0.0
+    assert tc.check_composition(tests.assign(design="baseline"), effects[effects["planted"]]) == []

@@ -1,0 +1,160 @@
+# Stage 7: responder vs non-responder and on-treatment comparisons. Patients are the replicates:
+# every test runs on per-sample summaries (pseudobulk sums, proportions, signature scores).
+
+
+rule pseudobulk_sample:
+    input:
+        rna="results/rna/{sample}/rna.h5ad",
+        labels="results/cohort/cell_labels.tsv.gz",
+    output:
+        "results/rna/{sample}/pseudobulk.h5ad",
+    params:
+        label_key=COMPARE["label_key"],
+    log:
+        "logs/rna/{sample}/pseudobulk_sample.log",
+    benchmark:
+        "benchmarks/rna/{sample}/pseudobulk_sample.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/pseudobulk_sample.py"
+
+
+rule pseudobulk_cohort:
+    input:
+        expand("results/rna/{sample}/pseudobulk.h5ad", sample=RNA_SAMPLES),
+    output:
+        h5ad="results/compare/pseudobulk.h5ad",
+        sizes="results/tables/pseudobulk_sizes.tsv",
+    log:
+        "logs/compare/pseudobulk_cohort.log",
+    benchmark:
+        "benchmarks/compare/pseudobulk_cohort.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/pseudobulk_cohort.py"
+
+
+rule composition:
+    input:
+        sizes="results/tables/pseudobulk_sizes.tsv",
+    output:
+        tests=report("results/tables/composition_tests.tsv", caption="../report/composition.rst",
+                     category="4. Comparisons", subcategory="composition", labels={"table": "composition tests"}),
+        proportions="results/tables/composition_proportions.tsv",
+        figure=report("results/figures/composition_paired.png", caption="../report/composition.rst",
+                      category="4. Comparisons", subcategory="composition", labels={"figure": "paired proportions"}),
+    params:
+        meta=compare_meta(),
+        designs=DESIGNS,
+        compare=COMPARE,
+        response_levels=RESPONSE["levels"],
+        timepoints=config["timepoints"],
+    log:
+        "logs/compare/composition.log",
+    benchmark:
+        "benchmarks/compare/composition.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/composition.py"
+
+
+rule pseudobulk_de:
+    input:
+        h5ad="results/compare/pseudobulk.h5ad",
+    output:
+        table=report("results/tables/de/{design}.tsv", caption="../report/pseudobulk_de.rst",
+                     category="4. Comparisons", subcategory="differential expression",
+                     labels={"design": "{design}", "item": "table"}),
+        status="results/tables/de/{design}_status.tsv",
+        volcano=report("results/figures/de/{design}_volcano.png", caption="../report/pseudobulk_de.rst",
+                       category="4. Comparisons", subcategory="differential expression",
+                       labels={"design": "{design}", "item": "volcano plots"}),
+        heatmap=report("results/figures/de/{design}_top_genes.png", caption="../report/de_top_genes.rst",
+                       category="4. Comparisons", subcategory="differential expression",
+                       labels={"design": "{design}", "item": "top-gene heatmaps"}),
+    params:
+        meta=compare_meta(),
+        compare=COMPARE,
+        response_levels=RESPONSE["levels"],
+        timepoints=config["timepoints"],
+    log:
+        "logs/compare/pseudobulk_de_{design}.log",
+    benchmark:
+        "benchmarks/compare/pseudobulk_de_{design}.tsv"
+    wildcard_constraints:
+        design="|".join(DESIGNS),
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/pseudobulk_de.py"
+
+
+rule signature_scores:
+    input:
+        pseudobulk="results/compare/pseudobulk.h5ad",
+        cohort="results/cohort/annotated.h5ad",
+        signatures=COMPARE["signatures"],
+    output:
+        cells="results/cohort/signature_scores_cells.tsv.gz",
+        scores="results/tables/signature_scores.tsv",
+        tests=report("results/tables/signature_tests.tsv", caption="../report/signature_tests.rst",
+                     category="4. Comparisons", subcategory="signatures", labels={"table": "signature tests"}),
+        figure=report("results/figures/signature_tests.png", caption="../report/signature_tests.rst",
+                      category="4. Comparisons", subcategory="signatures", labels={"figure": "signature tests"}),
+    params:
+        meta=compare_meta(),
+        designs=DESIGNS,
+        compare=COMPARE,
+        response_levels=RESPONSE["levels"],
+        timepoints=config["timepoints"],
+        seed=config["seed"],
+    log:
+        "logs/compare/signature_scores.log",
+    benchmark:
+        "benchmarks/compare/signature_scores.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/signature_scores.py"
+
+
+rule signature_enrichment:
+    input:
+        de=expand("results/tables/de/{design}.tsv", design=DESIGNS),
+        signatures=COMPARE["signatures"],
+    output:
+        table=report("results/tables/signature_enrichment.tsv", caption="../report/signature_enrichment.rst",
+                     category="4. Comparisons", subcategory="signatures", labels={"table": "enrichment"}),
+        figure=report("results/figures/signature_enrichment.png", caption="../report/signature_enrichment.rst",
+                      category="4. Comparisons", subcategory="signatures", labels={"figure": "enrichment"}),
+    params:
+        fdr=COMPARE["fdr"],
+    log:
+        "logs/compare/signature_enrichment.log",
+    benchmark:
+        "benchmarks/compare/signature_enrichment.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/signature_enrichment.py"
