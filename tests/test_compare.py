@@ -345,3 +345,26 @@ def test_truth_rows_judge_calls_by_design_and_sign():
     assert rows["composition_recall"]["value"] == 0.5 and not rows["composition_recall"]["pass"]
     assert rows["composition_false_discovery_proportion"]["value"] == 0.0
     assert tc.check_composition(tests.assign(design="baseline"), effects[effects["planted"]]) == []
+
+
+def test_proteomics_planted_proteins_found_and_nulls_quiet(tmp_path):
+    """The simulator's MaxQuant table (6 patients): the quantified planted proteins are found at
+    baseline, no null protein is called, and the paired designs (no planted change) stay quiet."""
+    simulate_cohort(tmp_path, n_patients=6, n_responders=3, cells_per_sample=50, dna_cells_per_sample=0, seed=5)
+    prot = io.read_proteomics(tmp_path / "proteomics" / "proteinGroups.txt", format="maxquant",
+                              quantity="LFQ intensity")
+    samples = pd.read_csv(tmp_path / "samples.tsv", sep="\t")
+    prot = sheets.attach_sample_meta(prot, samples.assign(response=np.where(
+        samples["patient_id"].isin(["P01", "P02", "P03"]), "responder", "non_responder")), where="test")
+    meta = prot.obs[["patient_id", "timepoint", "response"]]
+    effects = pd.read_csv(tmp_path / "truth" / "effects.tsv", sep="\t")
+    planted = set(effects.loc[(effects["kind"] == "protein") & effects["planted"], "feature"])
+    base = compare.protein_test(prot, meta, design="baseline", response_levels=RL, timepoints=TP)
+    hits = set(base.loc[base["padj"] < FDR, "gene"])
+    tested_planted = planted & set(base["gene"])
+    assert len(tested_planted) >= 3 and len(hits & tested_planted) >= 0.75 * len(tested_planted), base[base["gene"].isin(planted)]
+    assert hits <= planted
+    assert (base["log2fc"].abs() < 10).all()  # log2 scale, not linear intensities
+    for d in ("on_treatment", "interaction"):
+        res = compare.protein_test(prot, meta, design=d, response_levels=RL, timepoints=TP)
+        assert (res["padj"] < FDR).sum() <= 1

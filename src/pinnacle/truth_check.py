@@ -305,3 +305,14 @@ def check_enrichment(enrichment: pd.DataFrame, *, fdr: float = 0.1) -> list[dict
     ok = float(hit["padj"].iloc[0] < fdr and hit["score"].iloc[0] > 0)
     detail = f"ulm score {hit['score'].iloc[0]:.2f}, FDR {hit['padj'].iloc[0]:.2g}"
     return [row("enrichment_ifn_in_c1q_macrophages_on_treatment", ok, 1.0, detail=detail)]
+
+
+def check_proteomics_tests(tests: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
+    """Planted differential proteins (baseline, responders vs non-responders) found at FDR
+    ``fdr`` with the right sign; the listed null proteins quiet. Planted proteins that drop out
+    (missing not at random, never imputed) count as not found."""
+    e = effects[effects["kind"] == "protein"].assign(cell_type="bulk")
+    if "padj" not in tests:
+        return []
+    j = _called(tests.assign(cell_type="bulk"), e, key="gene", estimate="log2fc", fdr=fdr)
+    return _recall_and_fdp(j, "proteomics", min_recall=0.4, max_fdp=0.1, what="proteins")

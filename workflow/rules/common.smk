@@ -159,7 +159,7 @@ def get_final_output():
            "results/tables/integration_metrics.tsv"]
     out += expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES)
     if PROTEOMICS["path"]:
-        out.append("results/proteomics/proteomics.h5ad")
+        out += ["results/proteomics/proteomics.h5ad", "results/tables/proteomics_tests.tsv"]
     out.append("results/tables/protein_evidence.tsv")
     out += ["results/tables/composition_tests.tsv", "results/tables/signature_tests.tsv",
             "results/tables/signature_enrichment.tsv"]
@@ -185,4 +185,5 @@ def truth_check_inputs(wildcards):
     }
     if PROTEOMICS["path"]:
         inputs["proteomics"] = "results/proteomics/proteomics.h5ad"
+        inputs["proteomics_tests"] = "results/tables/proteomics_tests.tsv"
     return inputs

@@ -158,3 +158,30 @@ rule signature_enrichment:
         "../../envs/pinnacle.yaml"
     script:
         "../scripts/signature_enrichment.py"
+
+
+rule proteomics_tests:
+    input:
+        h5ad="results/proteomics/proteomics.h5ad",
+    output:
+        table=report("results/tables/proteomics_tests.tsv", caption="../report/proteomics_tests.rst",
+                     category="4. Comparisons", subcategory="proteomics", labels={"table": "protein tests"}),
+        figure=report("results/figures/proteomics_volcano.png", caption="../report/proteomics_tests.rst",
+                      category="4. Comparisons", subcategory="proteomics", labels={"figure": "protein volcanoes"}),
+    params:
+        meta=compare_meta(),
+        designs=DESIGNS,
+        compare=COMPARE,
+        response_levels=RESPONSE["levels"],
+        timepoints=config["timepoints"],
+    log:
+        "logs/compare/proteomics_tests.log",
+    benchmark:
+        "benchmarks/compare/proteomics_tests.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/proteomics_tests.py"

@@ -43,6 +43,8 @@ effects = pd.read_csv(truth / "effects.tsv", sep="\t")
 fdr = snakemake.params.fdr
 rows += tc.check_composition(pd.read_csv(inp.composition, sep="\t"), effects, fdr=fdr)
 rows += tc.check_differential_expression(pd.concat([pd.read_csv(p, sep="\t") for p in inp.de]), effects, fdr=fdr)
+if "proteomics_tests" in inp.keys():
+    rows += tc.check_proteomics_tests(pd.read_csv(inp.proteomics_tests, sep="\t"), effects, fdr=fdr)
 rows += tc.check_enrichment(pd.read_csv(inp.enrichment, sep="\t"), fdr=fdr)
 table = tc.truth_table(rows)
 table.to_csv(snakemake.output[0], sep="\t", index=False)

@@ -1,0 +1,22 @@
+"""Adapter: bulk proteomics tested with every design (moderated least squares per protein)."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import anndata as ad  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pinnacle import compare  # noqa: E402
+
+p, cfg = snakemake.params, snakemake.params.compare
+meta = compare.sample_meta(p.meta)
+prot = ad.read_h5ad(snakemake.input.h5ad)
+tests = pd.concat([compare.protein_test(prot, meta, design=d, response_levels=p.response_levels,
+                                        timepoints=p.timepoints, covariates=cfg["covariates"],
+                                        min_patients=cfg["min_patients"], min_valid=cfg["proteomics_min_valid"])
+                   for d in p.designs], ignore_index=True)
+tests.to_csv(snakemake.output.table, sep="\t", index=False)
+tested = tests[tests["status"] == "tested"] if "status" in tests else tests.iloc[0:0]
+shown = tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc"))
+compare.plot_volcanoes(shown, fdr=cfg["fdr"], title="Bulk proteomics by design").savefig(snakemake.output.figure, dpi=100)
+print(tests.head(40).to_string(), file=sys.stderr)
