@@ -141,25 +141,32 @@ def _gene_list(value, where: str, key: str, *, required: bool) -> list[str]:
     return genes
 
 
-def _marker_entry(entry, where: str, allowed: set[str]) -> dict:
+def _resource_entry(entry, where: str, allowed: set[str], *, resource: str) -> str:
+    """Check one entry of a curated YAML resource: a mapping with only ``allowed`` keys and a
+    non-empty ``source``; returns the source."""
     if not isinstance(entry, Mapping):
         raise InputError(where, f"expected a mapping with {sorted(allowed)}, got {type(entry).__name__}.",
-                         "see the format at the top of resources/markers.yaml.")
+                         f"see the format at the top of {resource}.")
     unknown = sorted(set(map(str, entry)) - allowed)
     if unknown:
         raise InputError(where, f"unknown key(s) {', '.join(repr(k) for k in unknown)}.",
                          f"allowed keys here: {', '.join(sorted(allowed))} (check the spelling and indentation).")
+    source = entry.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise InputError(where, "no 'source' given.",
+                         "add 'source: \"Authors, Journal Year\"' (or \"[general knowledge]\") to the entry.")
+    return source.strip()
+
+
+def _marker_entry(entry, where: str, allowed: set[str]) -> dict:
+    source = _resource_entry(entry, where, allowed, resource="resources/markers.yaml")
     pos = _gene_list(entry.get("markers"), where, "markers", required=True)
     neg = _gene_list(entry.get("negative"), where, "negative", required=False)
     both = sorted(set(pos) & set(neg))
     if both:
         raise InputError(where, f"{', '.join(both)} listed both as marker and as negative.",
                          "keep each gene in one of 'markers' or 'negative'.")
-    source = entry.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise InputError(where, "no 'source' given.",
-                         "add 'source: \"Authors, Journal Year\"' (or \"[general knowledge]\") to the set.")
-    return {"markers": pos, "negative": neg, "source": source.strip()}
+    return {"markers": pos, "negative": neg, "source": source}
 
 
 def load_markers(path) -> dict:
@@ -1030,16 +1037,7 @@ _PROT_CALLS = {"pos": True, "neg": False}
 
 
 def _prot_keys(entry, where: str, allowed: set[str]) -> Mapping:
-    if not isinstance(entry, Mapping):
-        raise InputError(where, f"expected a mapping with {sorted(allowed)}, got {type(entry).__name__}.",
-                         "see the format at the top of resources/protein_markers.yaml.")
-    unknown = sorted(set(map(str, entry)) - allowed)
-    if unknown:
-        raise InputError(where, f"unknown key(s) {', '.join(repr(k) for k in unknown)}.",
-                         f"allowed keys here: {', '.join(sorted(allowed))}.")
-    source = entry.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise InputError(where, "no 'source' given.", "add 'source: \"Authors, Journal Year\"'.")
+    _resource_entry(entry, where, allowed, resource="resources/protein_markers.yaml")
     return entry
 
 

@@ -293,8 +293,7 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
             continue
         res = deseq2_test(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
         res.insert(0, "cell_type", ct)
-        for k, v in d.describe().items():
-            res[k] = v
+        res = res.assign(**d.describe())
         res["test"] = "pydeseq2 Wald, BH FDR"
         results.append(res)
         status.append({**row, **d.describe(), "n_samples": len(d.samples), "n_genes": len(genes),
@@ -371,8 +370,6 @@ def ols_test(values: pd.DataFrame, design: Design, *, moderate: bool = True) -> 
     (empirical Bayes, as limma/propeller do) and t has ``df_resid + d0`` degrees of freedom: with
     three patients per group the plain t-test has 2-4 degrees of freedom and almost no power.
     """
-    from scipy import stats
-
     X = design.X.to_numpy(dtype=float)
     Y = values.loc[design.X.index].to_numpy(dtype=float)
     n, p = X.shape
@@ -382,17 +379,25 @@ def ols_test(values: pd.DataFrame, design: Design, *, moderate: bool = True) -> 
     resid = Y - X @ beta
     s2 = (resid ** 2).sum(axis=0) / df
     j = design.X.columns.get_loc(design.coef)
-    if moderate and Y.shape[1] >= 3:
-        s2_use, d0, _ = squeeze_variances(s2, df)
-    else:
-        s2_use, d0 = s2, 0.0
+    res = _coefficient_stats(beta[j], s2, np.full(len(s2), float(df)), XtX_inv[j, j],
+                             moderate=moderate and Y.shape[1] >= 3)
+    res.insert(0, "feature", values.columns)
+    return res
+
+
+def _coefficient_stats(estimate, s2, df, unscaled_var, *, moderate: bool = True) -> pd.DataFrame:
+    """Estimate, 95% interval, t and p of one coefficient per feature, from its residual
+    variance ``s2`` on ``df`` degrees of freedom (squeezed by empirical Bayes when ``moderate``)
+    and ``unscaled_var`` = the coefficient's entry of (X'X)^-1."""
+    from scipy import stats
+
+    s2_use, d0 = squeeze_variances(s2, df)[:2] if moderate else (s2, 0.0)
     df_total = df + (d0 if np.isfinite(d0) else 1e6)
-    se = np.sqrt(s2_use * XtX_inv[j, j])
-    t = beta[j] / se
+    se = np.sqrt(s2_use * unscaled_var)
+    t = estimate / se
     q = stats.t.ppf(0.975, df_total)
-    return pd.DataFrame({"feature": values.columns, "estimate": beta[j], "ci_low": beta[j] - q * se,
-                         "ci_high": beta[j] + q * se, "t": t, "pvalue": 2 * stats.t.sf(np.abs(t), df_total),
-                         "df_resid": df, "df_prior": d0})
+    return pd.DataFrame({"estimate": estimate, "ci_low": estimate - q * se, "ci_high": estimate + q * se,
+                         "t": t, "pvalue": 2 * stats.t.sf(np.abs(t), df_total), "df_resid": df, "df_prior": d0})
 
 
 def proportions(counts: pd.DataFrame) -> pd.DataFrame:
@@ -438,8 +443,7 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     res["log2_ratio"] = np.log2((res["mean_prop_test"] + 1e-6) / (res["mean_prop_ref"] + 1e-6))
     res["transform"] = transform
     res["padj"] = bh(res["pvalue"].to_numpy())
-    for k, v in d.describe().items():
-        res[k] = v
+    res = res.assign(**d.describe())
     res["test"] = f"least squares on {transform}-transformed proportions, moderated variances, BH FDR"
     res["status"] = "tested"
     return res
@@ -455,8 +459,6 @@ def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_
     ``min_valid`` of the design's samples are not tested; missing values are never imputed.
     ``median_centre`` subtracts each sample's median over the proteins seen in every sample
     (loading differences between runs), the usual normalisation of label-free intensities."""
-    from scipy import stats
-
     try:
         d = design_matrix(meta.loc[meta.index.intersection(prot.obs_names)], design, response_levels=response_levels,
                           timepoints=timepoints, covariates=covariates, min_patients=min_patients)
@@ -485,20 +487,14 @@ def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_
         beta[k], dfs[k], cjj[k] = b[j], obs.sum() - p, inv[j, j]
         s2[k] = (r ** 2).sum() / dfs[k]
     tested = np.isfinite(s2)
-    post, d0, _ = squeeze_variances(s2[tested], dfs[tested])
-    d0 = d0 if np.isfinite(d0) else 1e6
-    se = np.sqrt(post * cjj[tested])
-    t = beta[tested] / se
-    df_total = dfs[tested] + d0
-    q = stats.t.ppf(0.975, df_total)
-    res = pd.DataFrame({"protein_id": prot.var["protein_id"].to_numpy()[tested] if "protein_id" in prot.var
-                        else prot.var_names[tested], "gene": prot.var["gene"].to_numpy()[tested]
-                        if "gene" in prot.var else prot.var_names[tested],
-                        "log2fc": beta[tested], "ci_low": beta[tested] - q * se, "ci_high": beta[tested] + q * se,
-                        "t": t, "pvalue": 2 * stats.t.sf(np.abs(t), df_total), "n_samples": dfs[tested] + p})
+    var = prot.var
+    res = _coefficient_stats(beta[tested], s2[tested], dfs[tested], cjj[tested])
+    res.insert(0, "protein_id", (var["protein_id"] if "protein_id" in var else var.index).to_numpy()[tested])
+    res.insert(1, "gene", (var["gene"] if "gene" in var else var.index).to_numpy()[tested])
+    res = res.rename(columns={"estimate": "log2fc"})
+    res["n_samples"] = dfs[tested] + p
     res["padj"] = bh(res["pvalue"].to_numpy())
-    for key, v in d.describe().items():
-        res[key] = v
+    res = res.assign(**d.describe())
     res["test"] = "moderated least squares on log2 intensity (missing left out), BH FDR"
     res["status"] = "tested"
     return res
@@ -590,8 +586,7 @@ def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, re
             continue
         res = ols_test(wide, d).rename(columns={"feature": "signature"})
         res.insert(0, "cell_type", ct)
-        for k, v in d.describe().items():
-            res[k] = v
+        res = res.assign(**d.describe())
         res["status"] = "tested"
         out.append(res)
     if not out:
@@ -622,10 +617,7 @@ def signature_enrichment(de: pd.DataFrame, signatures: Mapping[str, dict], *, mi
         if present.empty:
             continue
         es, pv = dc.mt.ulm(mat, present, tmin=min_genes)
-        long = es.stack().rename("score").to_frame().join(pv.stack().rename("pvalue"))
-        long = long.reset_index().rename(columns={"level_0": "cell_type", "level_1": "signature",
-                                                  es.index.name or "index": "cell_type",
-                                                  es.columns.name or "source": "signature"})
+        long = pd.concat([es.stack().rename("score"), pv.stack().rename("pvalue")], axis=1).reset_index()
         long.columns = ["cell_type", "signature", "score", "pvalue"]
         long.insert(0, "design", design)
         long["padj"] = bh(long["pvalue"].to_numpy())
@@ -691,7 +683,9 @@ def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.Da
         ax.tick_params(labelsize=7)
         ax.set_xlim(-0.3, len(timepoints) - 0.7)
     axes[0].set_ylabel("% of cells", fontsize=7)
-    handles = [__import__("matplotlib.lines").lines.Line2D([], [], color=c, label=l) for l, c in colour.items()]
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, label=level) for level, c in colour.items()]
     fig.legend(handles=handles, loc="upper right", fontsize=8)
     fig.suptitle("Cell-type proportions per patient (q: paired test within response group; * below FDR)", fontsize=9)
     fig.tight_layout()
@@ -720,6 +714,13 @@ def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_protein_volcanoes(tests: pd.DataFrame, *, fdr: float = 0.1):
+    """One volcano per design of :func:`protein_test` results (fold changes are not shrunk)."""
+    tested = tests[tests["status"].eq("tested")] if "status" in tests else tests.iloc[0:0]
+    return plot_volcanoes(tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc")),
+                          fdr=fdr, title="Bulk proteomics by design")
 
 
 def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_col: pd.Series | None = None, *,
@@ -754,8 +755,7 @@ def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_
 def plot_effect_heatmap(table: pd.DataFrame, *, value: str, row: str = "cell_type", col: str = "signature",
                         fdr: float = 0.1, title: str = ""):
     """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr."""
-    tested = table[table.get("status", pd.Series("tested", index=table.index)).fillna("tested") == "tested"] \
-        if "status" in table else table
+    tested = table[table["status"].eq("tested")] if "status" in table else table
     tested = tested.dropna(subset=[value]) if value in tested else tested.iloc[0:0]
     if tested.empty:
         return _empty_figure(f"{title}: nothing could be tested")

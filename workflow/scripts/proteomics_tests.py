@@ -16,7 +16,5 @@ tests = pd.concat([compare.protein_test(prot, meta, design=d, response_levels=p.
                                         min_patients=cfg["min_patients"], min_valid=cfg["proteomics_min_valid"])
                    for d in p.designs], ignore_index=True)
 tests.to_csv(snakemake.output.table, sep="\t", index=False)
-tested = tests[tests["status"] == "tested"] if "status" in tests else tests.iloc[0:0]
-shown = tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc"))
-compare.plot_volcanoes(shown, fdr=cfg["fdr"], title="Bulk proteomics by design").savefig(snakemake.output.figure, dpi=100)
+compare.plot_protein_volcanoes(tests, fdr=cfg["fdr"]).savefig(snakemake.output.figure, dpi=100)
 print(tests.head(40).to_string(), file=sys.stderr)
