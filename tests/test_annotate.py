@@ -26,7 +26,7 @@ MARKERS = ROOT / "resources" / "markers.yaml"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYMPHONY = DATA / "symphony_pbmc_3batch"
 
-SUBTYPES = ["CD8_naive", "CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "CD4_helper",
+SUBTYPES = ["CD8_naive", "CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "CD4_naive", "CD4_helper",
             "CD4_Tfh", "Treg", "NK", "B_naive", "B_memory", "plasma", "mono_classical",
             "mono_nonclassical", "macrophage_SPP1", "macrophage_C1Q", "cDC1", "cDC2", "DC_LAMP3", "pDC",
             "mast", "malignant", "fibroblast", "endothelial"]
@@ -466,6 +466,9 @@ def test_symphony_pbmc_published_labels():
     for t in ("T", "Mono", "B", "NK"):
         assert rec_broad.loc[t, "recall"] >= 0.85, (t, rec_broad.loc[t])
     assert ari_broad >= 0.8
+    # CD4 vs CD8 T: blood T cells are largely naive; with the naive CD4 set the published CD4 T
+    # cells are recovered (measured 0.73; 0.42 when naive CD4 cells could only be CD8_naive)
+    assert rec_fine.loc["T_CD4", "recall"] >= 0.65 and rec_fine.loc["T_CD8", "recall"] >= 0.85
     # blood holds no tumour or stromal cells: those labels stay (nearly) absent
     stromal = adata.obs["cell_type_major"].isin(["malignant/epithelial", "fibroblast", "endothelial"])
     assert stromal.mean() <= 0.005

@@ -20,9 +20,9 @@ What comes from libraries and what is written here:
   type is the per-cell best major set (a lineage also counts the evidence of its own subtypes, so
   a FOXP3+ IL2RA+ cell is T/NK even when CD3 transcripts dropped out), called ``unknown`` when
   the best score is low or barely beats the runner-up. Each Leiden cluster whose called cells
-  agree by a clear majority then gives its type to all its cells, except a cell whose own strong
-  call is contradicted by its markers for the cluster's type (a mast cell or pDC that Leiden
-  put in a myeloid cluster keeps its label); in a cluster without consensus only strong calls
+  agree by a clear majority then gives its type to all its cells, except a cell whose markers
+  speak against the cluster's type and whose own call is strong or shared by a sizeable part of
+  the cluster (a mast cell or pDC that Leiden put in a myeloid cluster keeps its label); in a cluster without consensus only strong calls
   stand and the rest are ``unknown``. The subtype is the best subtype set *of that major type
   only*, again ``unknown`` when weak or ambiguous. No library implements this two-level rule with
   abstention, hence the hand-written code. The thresholds (:data:`DEFAULTS`) were chosen on
@@ -88,6 +88,7 @@ DEFAULTS = {
     "majority": 0.5,            # share of a cluster's calls one type needs for a consensus
     "min_called": 0.25,         # share of a cluster's cells that must have a call for a consensus
     "against": 0.5,             # a cell's score for its cluster's type at or below this speaks against it
+    "minority": 0.15,           # a type with this share of a cluster's calls is a population of its own
     "min_score_subtype": 0.5,   # best subtype score below this: subtype unknown
     "min_margin_subtype": 0.1,  # best minus runner-up subtype below this: subtype unknown
     "margin_full": 3.0,         # margin that counts as full confidence
@@ -479,7 +480,7 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
     """Hierarchical labels, with abstention, from the scores of :func:`score_markers`.
 
     ``thresholds`` override :data:`DEFAULTS` (``min_score``, ``min_margin``, ``strong_score``,
-    ``strong_margin``, ``majority``, ``min_called``, ``against``, ``min_score_subtype``,
+    ``strong_margin``, ``majority``, ``min_called``, ``against``, ``minority``, ``min_score_subtype``,
     ``min_margin_subtype``, ``margin_full``; scores are ulm t-values).
 
     0. Major evidence: with ``subtype_evidence`` (default), a major type's score is the larger of
@@ -491,10 +492,11 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
        *strong* when its score is >= ``strong_score`` and its margin >= ``strong_margin``.
     2. Per cluster of ``cluster_key`` (skipped when None). A cluster has a consensus when at least
        ``min_called`` of its cells have a call and one type holds >= ``majority`` of those calls.
-       - consensus: every cell takes the cluster's type, except a cell with a strong call of
-         another type whose score for the cluster's type is <= ``against`` (its markers speak
-         against it): it keeps its call. This protects rare cells (mast, pDC) that Leiden puts in
-         a cluster of another type.
+       - consensus: every cell takes the cluster's type, except a cell whose score for the
+         cluster's type is <= ``against`` (its markers speak against it) and whose own call is
+         strong or of a type holding >= ``minority`` of the cluster's calls: it keeps its call.
+         This protects rare cells (mast, pDC) that Leiden puts in a cluster of another type, one
+         by one or as a whole population.
        - no consensus: only strong calls are kept, the other cells are ``unknown``. A cluster
          whose cells disagree is no evidence for any type; chimeric or damaged cells are not
          forced into one.
@@ -562,7 +564,10 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
             if not consensus:
                 final[members] = np.where(strong[members], own, UNKNOWN)
                 continue
-            keep = strong[members] & (own != lab) & (Smaj[members, major_pos[lab]] <= th["against"])
+            # a second population in the cluster (rare types Leiden merged) keeps its own calls
+            minority = counts.index[(counts / n_called >= th["minority"]).to_numpy()].difference([lab])
+            keep = ((strong[members] | np.isin(own, list(minority))) & (own != lab)
+                    & (Smaj[members, major_pos[lab]] <= th["against"]))
             final[members] = np.where(keep, own, lab)
         # agreement: share of the cell's cluster whose per-cell call is the cell's final type
         frame = pd.DataFrame({"cl": clusters, "call": cell_call})

@@ -96,6 +96,7 @@ CELL_TYPES: dict[str, str] = {
     "CD8_effector_memory": "T/NK",
     "CD8_tissue_resident": "T/NK",
     "CD8_exhausted": "T/NK",
+    "CD4_naive": "T/NK",
     "CD4_helper": "T/NK",
     "CD4_Tfh": "T/NK",
     "Treg": "T/NK",
@@ -117,10 +118,10 @@ CELL_TYPES: dict[str, str] = {
     "endothelial": "endothelial",
 }
 _TYPES = list(CELL_TYPES)
-_T = ["CD8_naive", "CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted",
-      "CD4_helper", "CD4_Tfh", "Treg"]
-_CD8 = _T[:4]
-_CD4 = ["CD4_helper", "CD4_Tfh", "Treg"]
+_CD8 = ["CD8_naive", "CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted"]
+_CD4 = ["CD4_naive", "CD4_helper", "CD4_Tfh", "Treg"]
+_T = _CD8 + _CD4
+_NAIVE_T = ["CD8_naive", "CD4_naive"]
 _CYTOTOXIC = ["CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "NK"]
 _B = ["B_naive", "B_memory"]
 _MYELOID = [t for t, m in CELL_TYPES.items() if m == "myeloid"]
@@ -139,7 +140,7 @@ _PROGRAMMES: list[tuple[str, list[str], list[str]]] = [
     ("CD4", _CD4, ["CD4"]),
     ("cytotoxic", _CYTOTOXIC, ["NKG7", "GZMA", "CCL5", "CST7", "PRF1"]),
     ("NK", ["NK"], ["GNLY", "KLRD1", "KLRF1", "NCAM1", "FCGR3A", "TYROBP", "FCER1G", "GZMB"]),
-    ("CD8_naive", ["CD8_naive"], ["CCR7", "SELL", "LEF1", "TCF7", "IL7R"]),
+    ("naive_T", _NAIVE_T, ["CCR7", "SELL", "LEF1", "TCF7", "IL7R"]),
     ("CD8_effector_memory", ["CD8_effector_memory"], ["GZMK", "GZMH", "CX3CR1", "KLRG1"]),
     ("CD8_tissue_resident", ["CD8_tissue_resident"], ["ITGAE", "ZNF683", "CXCR6", "CD69"]),
     ("CD8_exhausted", ["CD8_exhausted"],
@@ -192,6 +193,9 @@ _HIGH = {
     "APOE": 6, "KRT5": 4, "KRT17": 4, "KRT8": 3, "KRT18": 3, "KRT19": 3, "COL1A1": 8,
     "COL1A2": 6, "COL3A1": 6, "DCN": 4, "LUM": 4, "TPSAB1": 8, "CPA3": 4, "CD74": 8,
     "HLA-DRA": 6, "CCL19": 4, "IL32": 2, "TRAC": 2, "CD3E": 1.5,
+    # CD8A/CD8B are detected in 55-86% of real CD8 T cells (shared symphony_pbmc_3batch, three
+    # chemistries); without the lift they were seen in 20-35%, too few to tell CD8 from CD4 naive
+    "CD8A": 3, "CD8B": 2.5,
 }
 CYCLING_GENES = ["MKI67", "TOP2A", "CDK1", "CCNB1", "BIRC5", "TYMS", "RRM2", "MCM2", "PCNA",
                  "UBE2C", "HMGN2"]
@@ -255,11 +259,11 @@ ADT_PANEL: dict[str, dict] = {
     "CD16": _adt(["mono_nonclassical", "NK"], 250),
     "CD56": _adt(["NK"], 150),
     "CD45": _adt(_IMMUNE, 400),
-    "CD45RA": _adt(["CD8_naive", "CD8_effector_memory", "B_naive", "B_memory", "NK", "pDC"], 200),
+    "CD45RA": _adt(_NAIVE_T + ["CD8_effector_memory", "B_naive", "B_memory", "NK", "pDC"], 200),
     "CD45RO": _adt(["CD8_effector_memory", "CD8_tissue_resident", "CD8_exhausted", "CD4_helper",
                     "CD4_Tfh", "Treg"], 150),
     "CD25": _adt(["Treg"], 60),
-    "CD127": _adt(["CD8_naive", "CD4_helper"], 80),
+    "CD127": _adt(_NAIVE_T + ["CD4_helper"], 80),
     "PD-1": _adt(["CD8_exhausted", "CD4_Tfh"], 70),
     "TIM-3": _adt(["CD8_exhausted"], 50),
     "LAG-3": _adt(["CD8_exhausted"], 50),
@@ -272,10 +276,10 @@ ADT_PANEL: dict[str, dict] = {
     "CD1c": _adt(["cDC2"], 100),
     "CD141": _adt(["cDC1"], 80),
     "CD163": _adt(_MACRO, 150),
-    "CD27": _adt(["CD8_naive", "CD8_effector_memory", "CD4_helper", "CD4_Tfh", "B_memory",
+    "CD27": _adt(_NAIVE_T + ["CD8_effector_memory", "CD4_helper", "CD4_Tfh", "B_memory",
                   "plasma"], 100),
     "CD38": _adt(["plasma", "CD8_exhausted"], 300),
-    "CCR7": _adt(["CD8_naive", "DC_LAMP3", "B_naive"], 60),
+    "CCR7": _adt(_NAIVE_T + ["DC_LAMP3", "B_naive"], 60),
     "CD31": _adt(["endothelial"], 300),
     "EpCAM": _adt(["malignant"], 150),
     "IgG1_control": _adt([], 0, True),
@@ -293,6 +297,7 @@ _TYPE_SETTINGS: dict[str, tuple[float, float, float, float, float]] = {
     "CD8_effector_memory": (3500, 0.36, 0.30, 0.032, 0.02),
     "CD8_tissue_resident": (3600, 0.36, 0.28, 0.035, 0.03),
     "CD8_exhausted": (4000, 0.40, 0.26, 0.038, 0.12),
+    "CD4_naive": (3000, 0.34, 0.34, 0.030, 0.01),
     "CD4_helper": (3400, 0.34, 0.32, 0.030, 0.02),
     "CD4_Tfh": (3500, 0.36, 0.30, 0.032, 0.05),
     "Treg": (3700, 0.36, 0.29, 0.033, 0.05),
@@ -317,7 +322,7 @@ _TYPE_SETTINGS: dict[str, tuple[float, float, float, float, float]] = {
 # B + plasma 10-30%, myeloid 5-15%, mast < 2%, stroma < 5% of all cells).
 _COMPOSITION = {
     "CD8_naive": 3.0, "CD8_effector_memory": 8.0, "CD8_tissue_resident": 7.0,
-    "CD8_exhausted": 6.0, "CD4_helper": 14.0, "CD4_Tfh": 3.5, "Treg": 6.0, "NK": 4.5,
+    "CD8_exhausted": 6.0, "CD4_naive": 3.0, "CD4_helper": 11.0, "CD4_Tfh": 3.5, "Treg": 6.0, "NK": 4.5,
     "B_naive": 10.0, "B_memory": 7.0, "plasma": 4.0,
     "mono_classical": 3.0, "mono_nonclassical": 1.2, "macrophage_SPP1": 2.5,
     "macrophage_C1Q": 3.0, "cDC1": 0.6, "cDC2": 1.5, "DC_LAMP3": 0.7,

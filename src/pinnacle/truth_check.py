@@ -212,7 +212,7 @@ def check_annotation(labels: pd.DataFrame, truth_cells: pd.DataFrame) -> list[di
 
 _PROTEIN_LINEAGE = {**{t: "T_CD8" for t in ("CD8_naive", "CD8_effector_memory", "CD8_tissue_resident",
                                              "CD8_exhausted")},
-                    **{t: "T_CD4" for t in ("CD4_helper", "CD4_Tfh", "Treg")},
+                    **{t: "T_CD4" for t in ("CD4_naive", "CD4_helper", "CD4_Tfh", "Treg")},
                     "B_naive": "B", "B_memory": "B", "NK": "NK", "mono_classical": "mono_classical",
                     "mono_nonclassical": "mono_nonclassical"}
 
