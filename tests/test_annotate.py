@@ -224,6 +224,22 @@ def test_hierarchical_labels_on_toy():
     assert list(a.uns["annotation_markers"]["clusters"]["cluster"]) == ["k0", "k1", "k2"]
 
 
+def test_second_population_in_a_cluster_keeps_its_labels():
+    """Leiden merges rare types (pDC, mast, endothelium in a small sample): a type with a sizeable
+    share of the cluster's calls keeps them; a few stray calls still take the cluster's type."""
+    a = _toy()
+    b_cells = np.flatnonzero(a.obs["truth"] == "B")
+    a.obs["cluster"] = a.obs["cluster"].astype(str)
+    a.obs.iloc[b_cells[:40], a.obs.columns.get_loc("cluster")] = "k0"  # 40 B cells among 100 A1
+    an.annotate_by_markers(a, TOY, cluster_key="cluster")
+    moved = a.obs.iloc[b_cells[:40]]
+    assert (moved["cell_type_major"] == "B").mean() > 0.9
+    assert (a.obs.loc[a.obs["truth"] == "A1", "cell_type"] == "A1").mean() > 0.9
+    # with the population rule off (share above 1) they are forced into the cluster's type
+    an.annotate_by_markers(a, TOY, cluster_key="cluster", minority=1.01, strong_score=99)
+    assert (a.obs.iloc[b_cells[:40]]["cell_type_major"] == "A").mean() > 0.9
+
+
 def test_layer_option_and_determinism():
     a = _toy()
     a.layers["lognorm"] = a.X.copy()

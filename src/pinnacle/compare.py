@@ -362,12 +362,46 @@ def squeeze_variances(s2: np.ndarray, df) -> tuple[np.ndarray, float, float]:
     return post, d0, s0_sq
 
 
+def squeeze_variances_robust(s2: np.ndarray, df, *, outlier_p: float = 0.05) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`squeeze_variances` that leaves outlying variances alone.
+
+    Why: one prior for all features assumes their true variances are alike. A feature far more
+    variable than the rest (the malignant fraction, which spans 5-35% between patients, among
+    immune types of a few percent) would be squeezed towards theirs and look significant. Here a
+    feature whose variance is an upper outlier of the prior (F-test tail probability below
+    ``outlier_p`` / number of features) keeps its own variance and residual df (prior df 0), and
+    the prior is estimated from the other features. A simplification, written by hand, of limma's
+    ``robust=TRUE`` (Phipson et al., Ann Appl Stat 2016), which lowers rather than zeroes the
+    outliers' prior df. Returns ``(s2_post, d0 per feature, s0_sq)``.
+    """
+    from scipy import stats
+
+    s2 = np.asarray(s2, dtype=float)
+    df = np.broadcast_to(np.asarray(df, dtype=float), s2.shape)
+    post, d0, s0_sq = squeeze_variances(s2, df)
+    ok = np.isfinite(s2) & (s2 > 0) & (df > 0)
+    if not np.isfinite(s0_sq) or d0 == 0 or ok.sum() < 3:
+        return post, np.full(s2.shape, d0), s0_sq
+    ratio = np.where(ok, s2, np.nan) / s0_sq
+    tail = stats.f.sf(ratio, df, d0) if np.isfinite(d0) else stats.chi2.sf(ratio * df, df)
+    outlier = ok & (tail < outlier_p / ok.sum())
+    if outlier.any():
+        _, d0, s0_sq = squeeze_variances(np.where(outlier, np.nan, s2), df)
+        if np.isfinite(d0):
+            post = (d0 * s0_sq + df * s2) / (d0 + df)
+        else:
+            post = np.where(np.isfinite(s2), s0_sq, np.nan)
+        post = np.where(outlier, s2, post)
+    return post, np.where(outlier, 0.0, d0), s0_sq
+
+
 def ols_test(values: pd.DataFrame, design: Design, *, moderate: bool = True) -> pd.DataFrame:
     """Least squares of each column of ``values`` (samples x features) on the design; the tested
     coefficient's estimate, 95% interval, t and p.
 
     With ``moderate`` (default) the residual variances are squeezed towards their common value
-    (empirical Bayes, as limma/propeller do) and t has ``df_resid + d0`` degrees of freedom: with
+    (empirical Bayes, as limma/propeller do, robust to outlying variances:
+    :func:`squeeze_variances_robust`) and t has ``df_resid + d0`` degrees of freedom: with
     three patients per group the plain t-test has 2-4 degrees of freedom and almost no power.
     """
     X = design.X.to_numpy(dtype=float)
@@ -391,8 +425,9 @@ def _coefficient_stats(estimate, s2, df, unscaled_var, *, moderate: bool = True)
     and ``unscaled_var`` = the coefficient's entry of (X'X)^-1."""
     from scipy import stats
 
-    s2_use, d0 = squeeze_variances(s2, df)[:2] if moderate else (s2, 0.0)
-    df_total = df + (d0 if np.isfinite(d0) else 1e6)
+    s2_use, d0 = squeeze_variances_robust(s2, df)[:2] if moderate else (s2, np.zeros(np.shape(s2)))
+    # limma's cap: a feature never has more df than all features' residual df together
+    df_total = np.minimum(df + d0, np.nansum(np.broadcast_to(df, np.shape(s2))))
     se = np.sqrt(s2_use * unscaled_var)
     t = estimate / se
     q = stats.t.ppf(0.975, df_total)

@@ -145,7 +145,7 @@ _PROGRAMMES: list[tuple[str, list[str], list[str]]] = [
     ("CD8_tissue_resident", ["CD8_tissue_resident"], ["ITGAE", "ZNF683", "CXCR6", "CD69"]),
     ("CD8_exhausted", ["CD8_exhausted"],
      ["PDCD1", "HAVCR2", "LAG3", "TOX", "CXCL13", "TIGIT", "ENTPD1", "LAYN", "CTLA4", "GZMB"]),
-    ("CD4_helper", ["CD4_helper"], ["IL7R", "CD40LG", "LTB", "KLRB1"]),
+    ("CD4_helper", ["CD4_helper"], ["IL7R", "CD40LG", "LTB", "KLRB1", "ANXA1"]),
     ("CD4_Tfh", ["CD4_Tfh"], ["CXCR5", "BCL6", "CXCL13", "ICOS", "TOX2", "PDCD1"]),
     ("Treg", ["Treg"], ["FOXP3", "IL2RA", "CTLA4", "TNFRSF4", "TNFRSF18", "TNFRSF9", "IL1R2",
                         "RTKN2", "LAIR2", "BATF"]),
