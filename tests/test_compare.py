@@ -3,6 +3,8 @@
 The cohort tests run the comparison functions on pseudobulks made from simulated cohorts with the
 planted labels (the stage's own job; the workflow test runs it after the pipeline's annotation).
 """
+import hashlib
+import re
 import warnings
 
 import anndata as ad
@@ -187,6 +189,88 @@ def test_pairing_matters_for_composition_too():
     unpaired = compare.composition_test(counts, meta, paired=False, **kw).set_index("cell_type")
     assert paired.loc["A", "padj"] < 0.05 and paired.loc["A", "estimate"] > 0
     assert unpaired.loc["A", "padj"] > 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# one DE job per design x cell type
+# ---------------------------------------------------------------------------------------------
+def _typed_pseudobulks(n_cells: dict, seed=5, n_patients=6, n_genes=150):
+    """Pseudobulks of several types (CellTypist-style names) over the same samples: a 2-fold
+    on-treatment change in the first 15 genes of every type, ``n_cells`` cells per pseudobulk."""
+    rng = np.random.default_rng(seed)
+    meta = _meta(n_patients=n_patients, n_responders=n_patients // 2)
+    genes = [f"G{i}" for i in range(n_genes)]
+    rows, obs = [], []
+    for ct, cells in n_cells.items():
+        mu = rng.lognormal(4, 1, n_genes)
+        patient = {p: rng.normal(0, 0.5, n_genes) for p in meta["patient_id"].unique()}
+        for s, r in meta.iterrows():
+            effect = np.r_[np.full(15, np.log(2)), np.zeros(n_genes - 15)] * (r["timepoint"] == "resection")
+            m = mu * np.exp(patient[r["patient_id"]] + effect + rng.normal(0, 0.1, n_genes))
+            rows.append(rng.negative_binomial(20, 20 / (20 + m)))
+            obs.append({"sample_id": s, "cell_type": ct, "n_cells": cells})
+    X = sp.csr_matrix(np.array(rows, dtype=np.float32))
+    obs = pd.DataFrame(obs).assign(n_counts=X.sum(1).A1)
+    pb = ad.AnnData(X=X, obs=obs.set_index(obs["sample_id"] + "|" + obs["cell_type"]), var=pd.DataFrame(index=genes))
+    return pb, meta
+
+
+def test_de_split_per_cell_type_gives_the_tables_of_one_call(tmp_path):
+    """The workflow fits each design x cell type in its own job and joins the parts: the joined
+    tables must be those of one call on all the types, row for row and column for column,
+    including a type with too few cells and a listed type with no pseudobulks (status rows only)."""
+    pb, meta = _typed_pseudobulks({"CD4+ T cells": 200, "Tem/Effector helper T cells": 5, "B cells": 80})
+    types = ["Tem/Effector helper T cells", "CD4+ T cells", "B cells", "gamma-delta T cells"]
+    kw = dict(design="on_treatment", response_levels=RL, timepoints=TP, min_counts=0, n_cpus=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole, whole_status = compare.pseudobulk_de(pb, meta, cell_types=types, **kw)
+        # the per-type jobs open the cohort file backed and read one type's rows
+        pb.write_h5ad(tmp_path / "pb.h5ad", compression="gzip")
+        backed = ad.read_h5ad(tmp_path / "pb.h5ad", backed="r")
+        parts = []
+        for name in compare.cell_type_file_names(compare.de_cell_types(backed.obs["cell_type"], types)).values():
+            ct = compare.cell_type_from_file_name(name, compare.de_cell_types(backed.obs["cell_type"], types))
+            parts.append(compare.pseudobulk_de(compare.cell_type_pseudobulks(backed, ct), meta, cell_types=[ct], **kw))
+    assert list(whole_status["status"].str[:10]) == ["not tested", "tested", "tested", "not tested"]
+    assert list(dict.fromkeys(whole["cell_type"])) == ["CD4+ T cells", "B cells"]
+    assert (whole.groupby("cell_type")["padj"].apply(lambda q: (q < FDR).sum()) >= 10).all()
+    res, status = compare.combine_de([r for r, _ in parts], [s for _, s in parts])
+    pd.testing.assert_frame_equal(res, whole)
+    pd.testing.assert_frame_equal(status, whole_status)
+    assert res.to_csv(sep="\t", index=False) == whole.to_csv(sep="\t", index=False)
+    assert status.to_csv(sep="\t", index=False) == whole_status.to_csv(sep="\t", index=False)
+    # the join keeps the order it is given, and refuses a type twice
+    swapped, _ = compare.combine_de([r for r, _ in parts[::-1]], [s for _, s in parts[::-1]])
+    assert list(dict.fromkeys(swapped["cell_type"])) == ["B cells", "CD4+ T cells"]
+    with pytest.raises(ValueError, match="twice"):
+        compare.combine_de([parts[1][0]] * 2, [parts[1][1]] * 2)
+    # the report's short table: padj below the FDR only, by type then padj
+    sig = compare.significant(res, fdr=FDR)
+    assert len(sig) == int((res["padj"] < FDR).sum()) > 0 and (sig["padj"] < FDR).all()
+    assert list(sig.columns) == list(res.columns)
+    for _, g in sig.groupby("cell_type", sort=False):
+        assert g["padj"].is_monotonic_increasing
+
+
+def test_cell_type_file_names_are_safe_distinct_and_stable():
+    names = ["CD4+ T cells", "CD4- T cells", "Tem/Effector helper T cells", "B_naive", "NA", "../etc", "Ünïcode  T"]
+    files = compare.cell_type_file_names(names)
+    # the same pattern as CELL_TYPE_FILE_NAME in workflow/rules/common.smk
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", f) for f in files.values()), files
+    assert len(set(files.values())) == len(names)
+    assert files["B_naive"] == "B_naive" and files["NA"] == "NA"  # safe names are kept
+    assert files["CD4+ T cells"].startswith("CD4_T_cells-") and files["CD4- T cells"].startswith("CD4-_T_cells-")
+    # stable across runs and machines (SHA-1, never Python's salted hash)
+    assert files["CD4+ T cells"] == "CD4_T_cells-" + hashlib.sha1(b"CD4+ T cells").hexdigest()[:8]
+    assert all(compare.cell_type_from_file_name(f, names) == ct for ct, f in files.items())
+    with pytest.raises(InputError, match="share the file name"):
+        compare.cell_type_file_names(["Treg", "treg"])
+    with pytest.raises(InputError, match="names none"):
+        compare.cell_type_from_file_name("CD8_T", names)
+    # listed types in their order (once each); otherwise every type present, sorted
+    assert compare.de_cell_types(["b", "a", "a"], ["z", "a", "z"]) == ["z", "a"]
+    assert compare.de_cell_types(pd.Series(["b", "a", "a"])) == ["a", "b"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ One demo-mode run (the cohort written by the workflow itself), then the same fil
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,29 @@ def test_outputs_exist_and_agree(demo_run):
     assert len(de) > 1000 and (de["formula"] == "~ patient + timepoint").all() and (de["patients"] == "all pairs: 2").all()
     status = pd.read_csv(res / "tables" / "de" / "baseline_status.tsv", sep="\t")
     assert status["status"].str.startswith("not tested").all()
+    # One job per design x cell type (the demo's listed types), joined per design: the design's
+    # tables are the per-type files' rows, in the listed order, unchanged.
+    types = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]["compare_cell_types"]
+    designs = ("baseline", "on_treatment", "on_treatment_non_responder", "on_treatment_responder", "interaction")
+    for design in designs:
+        parts = [(res / "compare" / "de" / design / f"{ct}.tsv").read_text().splitlines() for ct in types]
+        joined = (res / "tables" / "de" / f"{design}.tsv").read_text().splitlines()
+        assert joined[1:] == [line for part in parts for line in part[1:]], design
+        assert all(part[0] == joined[0] for part in parts), design
+        parts = [pd.read_csv(res / "compare" / "de" / design / f"{ct}.status.tsv", sep="\t") for ct in types]
+        assert all(len(part) == 1 for part in parts)
+        pd.testing.assert_frame_equal(pd.read_csv(res / "tables" / "de" / f"{design}_status.tsv", sep="\t"),
+                                      pd.concat(parts, ignore_index=True), check_dtype=False)
+    assert list(pd.read_csv(res / "tables" / "de" / "on_treatment_status.tsv", sep="\t")["cell_type"]) == types
+    # The report shows the significant genes only; the full tables stay on disk.
+    fdr = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["compare"]["fdr"]
+    sig = pd.read_csv(res / "tables" / "de" / "on_treatment_significant.tsv", sep="\t")
+    assert len(sig) == (de["padj"] < fdr).sum() and list(sig.columns) == list(de.columns)
+    assert set(zip(sig["cell_type"], sig["gene"])) == set(map(tuple, de.loc[de["padj"] < fdr, ["cell_type", "gene"]].to_numpy()))
+    assert pd.read_csv(res / "tables" / "de" / "baseline_significant.tsv", sep="\t").empty
+    prot_tests = pd.read_csv(res / "tables" / "proteomics_tests.tsv", sep="\t")
+    prot_sig = pd.read_csv(res / "tables" / "proteomics_significant.tsv", sep="\t")
+    assert len(prot_sig) == (prot_tests["padj"] < fdr).sum() and (prot_sig["padj"] < fdr).all()
     sig = pd.read_csv(res / "tables" / "signature_tests.tsv", sep="\t")
     assert {"T_cell_inflamed_GEP", "IFN_gamma_response"} <= set(sig["signature"].dropna())
     assert (res / "figures" / "composition_paired.png").stat().st_size > 10_000
@@ -111,6 +135,13 @@ def test_rerun_is_noop_and_dryrun_lint_report(demo_run):
     _run(workdir, cfg, "--report", "results/report.html")
     html = (workdir / "results" / "report.html").read_text(errors="ignore")
     assert len(html) > 50_000
+    # The full DE and proteomics tables are not embedded (megabytes per design at trial scale).
+    sys.stderr.write(f"\nreport.html: {len(html) / 1e6:.2f} MB\n")
+    embedded = set(re.findall(r"filename=([^;\"]+);base64", html))
+    for design in ("baseline", "on_treatment"):
+        assert {f"{design}_significant.tsv", f"{design}_status.tsv", f"{design}_volcano.png"} <= embedded
+        assert f"{design}.tsv" not in embedded
+    assert "proteomics_significant.tsv" in embedded and "proteomics_tests.tsv" not in embedded
 
 
 def test_sheets_run_as_real_data(demo_run, tmp_path):
@@ -142,6 +173,15 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     _run(real, cfg, "--cores", "2")
     table = pd.read_csv(real / "results" / "truth_check.tsv", sep="\t")
     assert table["pass"].all(), table.to_string()
+    # compare.cell_types is empty here: every type found after annotation (read at the checkpoint
+    # pseudobulk_cohort) gets its own DE job per design, and a status row.
+    sizes = pd.read_csv(real / "results" / "tables" / "pseudobulk_sizes.tsv", sep="\t")
+    found = sorted(sizes["cell_type"].unique())
+    assert len(found) >= 10
+    status = pd.read_csv(real / "results" / "tables" / "de" / "on_treatment_status.tsv", sep="\t")
+    assert list(status["cell_type"]) == found and (status["status"] == "tested").any()
+    assert sorted(p.stem for p in (real / "results" / "compare" / "de" / "interaction").glob("*.status.tsv")) == \
+        sorted(f"{t}.status" for t in found)
     labels = pd.read_csv(real / "results" / "cohort" / "cell_labels.tsv.gz", sep="\t", index_col="cell_id")
     assert {"celltypist_label", "cell_type_consensus", "cell_type_agreement"} <= set(labels)
     assert (labels["celltypist_label"] == labels["cell_type"]).mean() > 0.85

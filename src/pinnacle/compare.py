@@ -27,6 +27,8 @@ and pooling a patient's two samples as independent would overstate the evidence.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -263,18 +265,24 @@ def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shr
     return out
 
 
+DE_COLUMNS = ("cell_type", "gene", "base_mean", "log2fc", "log2fc_shrunk", "lfc_se", "stat", "pvalue", "padj",
+              "design", "formula", "patients", "dropped", "test")
+
+
 def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                   timepoints: Sequence[str], covariates: Sequence[str] = (), cell_types: Sequence[str] | None = None,
                   min_cells: int = 10, min_counts: float = 1000, min_patients: int = 2, alpha: float = 0.1,
                   shrink: bool = True, paired: bool = True, n_cpus: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pseudobulk DE of one design in every cell type.
+    """Pseudobulk DE of one design in every cell type (or the ``cell_types`` given, in their order).
 
     Returns ``(results, status)``: results has one row per cell type x gene with the design, its
     formula, patients per group and the test; status has one row per cell type saying whether it
-    was tested, on how many samples and genes, or why not.
+    was tested, on how many samples and genes, or why not. Each type is fitted and BH-adjusted on
+    its own, so calling this once per type and joining the parts with :func:`combine_de` gives
+    the same tables as one call (the workflow does that, one job per design and type).
     """
     if cell_types is None:
-        cell_types = sorted(pb.obs["cell_type"].unique())
+        cell_types = de_cell_types(pb.obs["cell_type"])
     results, status = [], []
     for ct in cell_types:
         counts = _cell_type_counts(pb, ct, min_cells=min_cells, min_counts=min_counts)
@@ -298,10 +306,102 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
         results.append(res)
         status.append({**row, **d.describe(), "n_samples": len(d.samples), "n_genes": len(genes),
                        "n_significant": int((res["padj"] < alpha).sum()), "status": "tested"})
-    cols = ["cell_type", "gene", "base_mean", "log2fc", "log2fc_shrunk", "lfc_se", "stat", "pvalue", "padj",
-            "design", "formula", "patients", "dropped", "test"]
+    cols = list(DE_COLUMNS)
     res = pd.concat(results, ignore_index=True)[cols] if results else pd.DataFrame(columns=cols)
     return res, pd.DataFrame(status)
+
+
+def de_cell_types(observed: Sequence[str], listed: Sequence[str] = ()) -> list[str]:
+    """The cell types whose DE is tested: ``listed`` (in its order, once each) when it names any,
+    else every type in ``observed`` (the pseudobulks' ``cell_type`` column), sorted. A listed
+    type without pseudobulks is kept: its status row says it could not be tested."""
+    if len(listed):
+        return list(dict.fromkeys(str(t) for t in listed))
+    return sorted({str(t) for t in observed})
+
+
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def cell_type_file_name(cell_type: str) -> str:
+    """A file name for a cell type's per-type outputs.
+
+    Names of letters, digits, ``_`` and ``-`` (starting with a letter or digit, at most 64
+    characters) are kept as they are. Any other name (CellTypist labels such as ``CD4+ T cells``
+    or ``Tem/Effector helper T cells``) becomes its letters, digits, ``_`` and ``-`` with every
+    other run of characters replaced by ``_``, then ``-`` and 8 hex digits of the name's SHA-1:
+    ``CD4+ T cells`` -> ``CD4_T_cells-<hash>``, so ``CD4+`` and ``CD4-`` stay apart. The same name
+    gives the same file name in every run and on every machine; tables keep the real name.
+    """
+    if _SAFE_FILE_NAME.fullmatch(cell_type):
+        return cell_type
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", cell_type).strip("_-")[:48].rstrip("_-") or "cell_type"
+    return f"{stem}-{hashlib.sha1(cell_type.encode('utf-8')).hexdigest()[:8]}"
+
+
+def cell_type_file_names(cell_types: Sequence[str]) -> dict[str, str]:
+    """Cell type -> file name (:func:`cell_type_file_name`), checked to be distinct even on a
+    file system that ignores case."""
+    names = {ct: cell_type_file_name(ct) for ct in cell_types}
+    seen: dict[str, str] = {}
+    for ct, name in names.items():
+        other = seen.setdefault(name.lower(), ct)
+        if other != ct:
+            raise InputError("cell type labels (compare.label_key / compare.cell_types)",
+                             f"'{other}' and '{ct}' would share the file name '{name}' "
+                             "(names that differ only in upper/lower case).",
+                             "rename one of the two cell types in the annotation or in compare.cell_types.")
+    return names
+
+
+def cell_type_from_file_name(file_name: str, cell_types: Sequence[str]) -> str:
+    """The cell type among ``cell_types`` whose file name (:func:`cell_type_file_name`) is
+    ``file_name``."""
+    hits = list(dict.fromkeys(ct for ct in map(str, cell_types) if cell_type_file_name(ct) == file_name))
+    if len(hits) != 1:
+        raise InputError(f"cell type file name '{file_name}'",
+                         f"names {'none' if not hits else 'more than one'} of the cell types "
+                         f"({', '.join(hits or map(str, cell_types)) or 'none'}).",
+                         "the pseudobulks changed since the job was planned: run snakemake again.")
+    return hits[0]
+
+
+def cell_type_pseudobulks(pb: ad.AnnData, cell_type: str) -> ad.AnnData:
+    """One type's pseudobulks (all samples, all genes) in memory; ``pb`` may be opened backed, so
+    a per-type job reads only its rows of the cohort file."""
+    sub = pb[(pb.obs["cell_type"].astype(str) == cell_type).to_numpy()]
+    return sub.to_memory() if pb.isbacked else sub.copy()
+
+
+def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join the per-type results of one design (:func:`pseudobulk_de` called on one type each)
+    into the two tables one call on all those types gives, in the order given. Nothing is
+    re-estimated: each type's fit and BH adjustment are its own. Raises ValueError when a type
+    comes twice or the parts are of different designs."""
+    status = pd.concat(list(statuses), ignore_index=True) if len(statuses) else pd.DataFrame()
+    if len(status):
+        if status["cell_type"].duplicated().any():
+            raise ValueError(f"cell types given twice: {sorted(set(status.loc[status['cell_type'].duplicated(), 'cell_type']))}")
+        if status["design"].nunique() > 1:
+            raise ValueError(f"parts of different designs: {sorted(status['design'].unique())}")
+    tables = [t for t in tables if len(t)]
+    cols = list(DE_COLUMNS)
+    res = pd.concat(tables, ignore_index=True)[cols] if tables else pd.DataFrame(columns=cols)
+    if len(res) and not set(res["cell_type"]) <= set(status.get("cell_type", ())):
+        raise ValueError("result rows of cell types that have no status row")
+    return res, status
+
+
+def significant(table: pd.DataFrame, *, fdr: float, by: str = "cell_type") -> pd.DataFrame:
+    """The rows of a result table with ``padj`` below ``fdr``, grouped by ``by`` (in the table's
+    order) and by ``padj`` within each group: the short table the report shows (the full table
+    stays on disk)."""
+    hits = table[table["padj"].lt(fdr).fillna(False).to_numpy(dtype=bool)] if "padj" in table else table.iloc[0:0]
+    if hits.empty:
+        return hits.reset_index(drop=True)
+    order = {k: i for i, k in enumerate(dict.fromkeys(hits[by]))}
+    return (hits.assign(_group=hits[by].map(order)).sort_values(["_group", "padj"], kind="stable")
+            .drop(columns="_group").reset_index(drop=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,7 +861,8 @@ def plot_protein_volcanoes(tests: pd.DataFrame, *, fdr: float = 0.1):
 def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_col: pd.Series | None = None, *,
                    n_top: int = 8, fdr: float = 0.1, title: str = ""):
     """Per tested cell type, a heatmap of the top genes (by p) across that type's pseudobulks:
-    standardised log2-CPM, samples ordered by timepoint then response."""
+    standardised log2-CPM, samples ordered by timepoint then response, the groups separated by
+    black lines and labelled with their size (a hundred sample names would not be legible)."""
     if de.empty:
         return _empty_figure(f"{title}: no cell type could be tested")
     types = sorted(de["cell_type"].unique())
@@ -779,11 +880,15 @@ def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_
         z = (cpm - cpm.mean(0)) / np.where(cpm.std(0) > 0, cpm.std(0), 1)
         ax.imshow(z.T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
         ax.set_yticks(range(len(top)), top, fontsize=6)
-        ax.set_xticks(range(len(sids)), [f"{meta.loc[s, 'response'][:3]}/{meta.loc[s, 'timepoint'][:3]}" for s in sids],
-                      fontsize=5, rotation=90)
+        group = pd.Series([f"{meta.loc[s, 'timepoint']}\n{meta.loc[s, 'response']}" for s in sids])
+        starts = np.flatnonzero(np.r_[True, group.to_numpy()[1:] != group.to_numpy()[:-1]])
+        ends = np.r_[starts[1:], len(group)]
+        for x in starts[1:]:
+            ax.axvline(x - 0.5, color="black", lw=1)
+        ax.set_xticks((starts + ends - 1) / 2, [f"{group[a]}\n(n={b - a})" for a, b in zip(starts, ends)], fontsize=5)
         ax.set_title(ct, fontsize=8)
     fig.suptitle(f"{title}: top genes, standardised log2-CPM of pseudobulks", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     return fig
 
 

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from pinnacle.errors import InputError  # noqa: E402
 from pinnacle import sheets  # noqa: E402
-from pinnacle.compare import design_names  # noqa: E402
+from pinnacle import compare as _compare  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -111,7 +111,7 @@ if DEMO and not COMPARE["cell_types"]:
 COMPARE["signatures"] = resource_path(COMPARE["signatures"])
 if COMPARE["signatures"] not in GENE_RESOURCES:
     GENE_RESOURCES.append(COMPARE["signatures"])
-DESIGNS = design_names(COMPARE["designs"], RESPONSE["levels"])
+DESIGNS = _compare.design_names(COMPARE["designs"], RESPONSE["levels"])
 for _d in DESIGNS:
     if _d.startswith("on_treatment_") and _d[len("on_treatment_"):] not in RESPONSE["levels"]:
         raise InputError("config.yaml, key compare.designs", f"'{_d}' names no response level.",
@@ -120,6 +120,39 @@ _missing_cov = [c for c in COMPARE["covariates"] if c not in samples.columns]
 if _missing_cov:
     raise InputError("config.yaml, key compare.covariates", f"{_missing_cov} are not columns of the patient sheet.",
                      f"use columns of {patients.columns.tolist()} or remove them.")
+
+
+# Per-type DE outputs are named by compare.cell_type_file_name (any label -> a safe file name).
+CELL_TYPE_FILE_NAME = "[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+def de_cell_types():
+    """The cell types whose DE is tested, one job per design and type: compare.cell_types (or the
+    demo's list) when given; else every type in the pseudobulks, known only once the checkpoint
+    pseudobulk_cohort has written its sizes table."""
+    if COMPARE["cell_types"]:
+        return _compare.de_cell_types([], COMPARE["cell_types"])
+    sizes = checkpoints.pseudobulk_cohort.get().output.sizes
+    observed = pd.read_csv(sizes, sep="\t", dtype=str, keep_default_na=False, usecols=["cell_type"])
+    return _compare.de_cell_types(observed["cell_type"])
+
+
+# What a per-type DE job depends on (params are a rerun trigger: a change elsewhere in compare,
+# or another type added to compare.cell_types, must not refit every type).
+DE_SETTINGS = {k: COMPARE[k] for k in ("covariates", "min_cells", "min_counts", "min_patients", "fdr", "shrink_lfc")}
+
+
+def de_listed_cell_type(wildcards):
+    """The listed cell type (compare.cell_types) a per-type DE job's file name stands for, as a
+    list: empty when the types are not listed (the job finds its type in the pseudobulks)."""
+    return [t for t in COMPARE["cell_types"] if _compare.cell_type_file_name(t) == wildcards.cell_type]
+
+
+def de_cell_type_parts(wildcards):
+    """One design's per-type DE tables and status rows, in the order of de_cell_types()."""
+    names = _compare.cell_type_file_names(de_cell_types()).values()
+    return {"tables": [f"results/compare/de/{wildcards.design}/{n}.tsv" for n in names],
+            "status": [f"results/compare/de/{wildcards.design}/{n}.status.tsv" for n in names]}
 
 
 def compare_meta():

@@ -23,7 +23,9 @@ rule pseudobulk_sample:
         "../scripts/pseudobulk_sample.py"
 
 
-rule pseudobulk_cohort:
+# A checkpoint: when compare.cell_types is empty, the cell types to test (one DE job each) are
+# read from its sizes table once it exists (de_cell_types in common.smk).
+checkpoint pseudobulk_cohort:
     input:
         expand("results/rna/{sample}/pseudobulk.h5ad", sample=RNA_SAMPLES),
     output:
@@ -70,14 +72,51 @@ rule composition:
         "../scripts/composition.py"
 
 
-rule pseudobulk_de:
+# Pseudobulk DE: one job per design x cell type (pydeseq2 is ~15 ms per gene and fit on one core,
+# so a design over every type of a trial is hours in one job; a cluster runs these side by side).
+# {cell_type} is compare.cell_type_file_name of the label; the tables keep the label itself.
+rule pseudobulk_de_cell_type:
     input:
         h5ad="results/compare/pseudobulk.h5ad",
     output:
-        table=report("results/tables/de/{design}.tsv", caption="../report/pseudobulk_de.rst",
-                     category="4. Comparisons", subcategory="differential expression",
-                     labels={"design": "{design}", "item": "table"}),
-        status="results/tables/de/{design}_status.tsv",
+        table="results/compare/de/{design}/{cell_type}.tsv",
+        status="results/compare/de/{design}/{cell_type}.status.tsv",
+    params:
+        meta=compare_meta(),
+        de=DE_SETTINGS,
+        listed=de_listed_cell_type,
+        response_levels=RESPONSE["levels"],
+        timepoints=config["timepoints"],
+    log:
+        "logs/compare/de/{design}/{cell_type}.log",
+    benchmark:
+        "benchmarks/compare/de/{design}/{cell_type}.tsv"
+    wildcard_constraints:
+        design="|".join(DESIGNS),
+        cell_type=CELL_TYPE_FILE_NAME,
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/pseudobulk_de_cell_type.py"
+
+
+# The design's per-type parts joined (same tables as one job over every type), the significant
+# genes for the report, and the figures.
+rule pseudobulk_de:
+    input:
+        unpack(de_cell_type_parts),
+        h5ad="results/compare/pseudobulk.h5ad",
+    output:
+        table="results/tables/de/{design}.tsv",
+        status=report("results/tables/de/{design}_status.tsv", caption="../report/de_status.rst",
+                      category="4. Comparisons", subcategory="differential expression",
+                      labels={"design": "{design}", "item": "status per cell type"}),
+        significant=report("results/tables/de/{design}_significant.tsv", caption="../report/de_significant.rst",
+                           category="4. Comparisons", subcategory="differential expression",
+                           labels={"design": "{design}", "item": "significant genes"}),
         volcano=report("results/figures/de/{design}_volcano.png", caption="../report/pseudobulk_de.rst",
                        category="4. Comparisons", subcategory="differential expression",
                        labels={"design": "{design}", "item": "volcano plots"}),
@@ -86,16 +125,14 @@ rule pseudobulk_de:
                        labels={"design": "{design}", "item": "top-gene heatmaps"}),
     params:
         meta=compare_meta(),
-        compare=COMPARE,
-        response_levels=RESPONSE["levels"],
-        timepoints=config["timepoints"],
+        fdr=COMPARE["fdr"],
     log:
         "logs/compare/pseudobulk_de_{design}.log",
     benchmark:
         "benchmarks/compare/pseudobulk_de_{design}.tsv"
     wildcard_constraints:
         design="|".join(DESIGNS),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
@@ -164,8 +201,10 @@ rule proteomics_tests:
     input:
         h5ad="results/proteomics/proteomics.h5ad",
     output:
-        table=report("results/tables/proteomics_tests.tsv", caption="../report/proteomics_tests.rst",
-                     category="4. Comparisons", subcategory="proteomics", labels={"table": "protein tests"}),
+        table="results/tables/proteomics_tests.tsv",
+        significant=report("results/tables/proteomics_significant.tsv", caption="../report/proteomics_significant.rst",
+                           category="4. Comparisons", subcategory="proteomics",
+                           labels={"table": "significant proteins"}),
         figure=report("results/figures/proteomics_volcano.png", caption="../report/proteomics_tests.rst",
                       category="4. Comparisons", subcategory="proteomics", labels={"figure": "protein volcanoes"}),
     params:

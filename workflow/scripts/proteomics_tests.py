@@ -16,5 +16,6 @@ tests = pd.concat([compare.protein_test(prot, meta, design=d, response_levels=p.
                                         min_patients=cfg["min_patients"], min_valid=cfg["proteomics_min_valid"])
                    for d in p.designs], ignore_index=True)
 tests.to_csv(snakemake.output.table, sep="\t", index=False)
+compare.significant(tests, fdr=cfg["fdr"], by="design").to_csv(snakemake.output.significant, sep="\t", index=False)
 compare.plot_protein_volcanoes(tests, fdr=cfg["fdr"]).savefig(snakemake.output.figure, dpi=100)
 print(tests.head(40).to_string(), file=sys.stderr)
