@@ -159,8 +159,9 @@ def test_ambient_estimate_matches_planted_contamination(sim_sample):
     assert ambient.attrs["n_droplets"] > 500 and ambient.sum() == pytest.approx(1.0)
     rna_qc.quick_clusters(kept)
     est = rna_qc.estimate_contamination(kept, ambient, groupby="qc_cluster")
-    # Planted 2-10%; the estimate leans high (partly expressed genes pass as absent): within 3 points.
-    assert est["contamination"] == pytest.approx(planted["ambient_fraction"], abs=0.03)
+    # Planted 2-10%; the estimate leans high where partly expressed genes pass as absent, hence
+    # genes 20-fold below their top cluster only (demo: mean error 0.005): within 1.5 points.
+    assert est["contamination"] == pytest.approx(planted["ambient_fraction"], abs=0.015)
 
 
 def test_ambient_needs_empty_droplets(sim_sample):
