@@ -240,6 +240,48 @@ def test_second_population_in_a_cluster_keeps_its_labels():
     assert (a.obs.iloc[b_cells[:40]]["cell_type_major"] == "A").mean() > 0.9
 
 
+def test_corrections_relabel_clusters_then_cells(tmp_path):
+    a = _toy()
+    an.annotate_by_markers(a, TOY, cluster_key="cluster")
+    consensus = an.consensus_labels(a.obs, methods=["markers"])
+    a.obs["cell_type_consensus"] = consensus["cell_type_consensus"].to_numpy()
+    p = tmp_path / "c.tsv"
+    p.write_text("cluster\tcell_id\tcell_type\treason\n"
+                 "k1\t\tA1\tA2 programme is an artefact here\n"
+                 "\tc5\tB\tchecked by hand\n"
+                 "# a comment line\n")
+    corr = an.load_corrections(p, TOY)
+    assert list(corr["cell_type_major"]) == ["A", "B"]
+    before = a.obs["cell_type"].astype(str).copy()
+    an.apply_corrections(a, corr, cluster_key="cluster")
+    k1 = (a.obs["cluster"] == "k1").to_numpy()
+    assert (a.obs.loc[k1, "cell_type"] == "A1").all() and (a.obs.loc[k1, "cell_type_major"] == "A").all()
+    assert a.obs.loc["c5", "cell_type"] == "B" and a.obs.loc["c5", "cell_type_major"] == "B"
+    assert a.obs.loc["c5", "cell_type_consensus"] == "B"
+    assert (a.obs["cell_type_auto"].astype(str) == before).all()
+    assert a.obs.loc["c5", "annotation_corrected"] == "checked by hand"
+    untouched = ~k1 & (a.obs_names != "c5")
+    assert (a.obs.loc[untouched, "cell_type"].astype(str) == before[untouched]).all()
+    assert (a.obs.loc[untouched, "annotation_corrected"] == "").all()
+    # a cluster of another resolution is named
+    bad = corr.assign(cluster=["k9", ""])
+    with pytest.raises(InputError, match=r"clusters \['k9'\] are not clusters of cluster"):
+        an.apply_corrections(a, bad, cluster_key="cluster")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("cluster\tcell_type\nk1\tA7\n", r"line 2: 'A7' is not a cell type of the marker file"),
+    ("cluster\tcell_id\tcell_type\nk1\tc1\tA1\n", r"line 2: a row must give exactly one of 'cluster' and 'cell_id'"),
+    ("cluster\tcell_type\nk1\tA1\nk1\tA2\n", r"line 3: this cluster or cell is corrected twice"),
+    ("cluster\tlabel\nk1\tA1\n", r"columns are \['cluster', 'label'\]"),
+])
+def test_bad_corrections_name_the_line(tmp_path, text, match):
+    p = tmp_path / "c.tsv"
+    p.write_text(text)
+    with pytest.raises(InputError, match=match):
+        an.load_corrections(p, TOY)
+
+
 def test_layer_option_and_determinism():
     a = _toy()
     a.layers["lognorm"] = a.X.copy()

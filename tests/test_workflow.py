@@ -167,6 +167,10 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     annotate.train_celltypist_model(demo_cells, label_key="planted", max_iter=100).write(str(real / "model.pkl"))
     annotation = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["annotation"]
     annotation["celltypist_model"] = "model.pkl"
+    # The analyst's correction of one cell (ids are the demo run's: same files).
+    corrected = demo_cells.obs_names[(demo_cells.obs["cell_type"] == "B_naive").to_numpy()][0]
+    (real / "corrections.tsv").write_text(f"cell_id\tcell_type\treason\n{corrected}\tmast\tchecked by hand\n")
+    annotation["corrections"] = "corrections.tsv"
     cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc, integration=integration, annotation=annotation,
                   proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
                               "quantity": "LFQ intensity"})
@@ -185,6 +189,9 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     labels = pd.read_csv(real / "results" / "cohort" / "cell_labels.tsv.gz", sep="\t", index_col="cell_id")
     assert {"celltypist_label", "cell_type_consensus", "cell_type_agreement"} <= set(labels)
     assert (labels["celltypist_label"] == labels["cell_type"]).mean() > 0.85
+    assert labels.loc[corrected, ["cell_type", "cell_type_auto", "annotation_corrected"]].tolist() == \
+        ["mast", "B_naive", "checked by hand"]
+    assert (labels["annotation_corrected"].fillna("") != "").sum() == 1
 
 
 def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):
@@ -199,6 +206,19 @@ def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):
     proc = _run(bad, cfg, "--cores", "1", check=False)
     assert proc.returncode != 0
     assert "line 3" in proc.stderr and "patient 'P99' is not in the patient sheet" in proc.stderr
+    assert not (bad / "results").exists()
+
+
+def test_bad_corrections_stop_before_any_job(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrections.tsv").write_text("cluster\tcell_type\n3\tCD8_effector\n")
+    cfg = _config(bad, annotation={**yaml.safe_load((REPO / "config" / "config.yaml").read_text())["annotation"],
+                                   "corrections": "corrections.tsv"})
+    proc = _run(bad, cfg, "-n", check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert "corrections.tsv, line 2" in said and "'CD8_effector' is not a cell type" in said
     assert not (bad / "results").exists()
 
 

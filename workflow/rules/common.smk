@@ -94,10 +94,18 @@ for _key in ("celltypist_model", "scanvi_reference"):
                          "give the path of the file you trained or received, or \"\" to switch the method off.")
 
 
+if config["annotation"]["corrections"]:
+    # checked now, before any job: format, one of cluster/cell_id per row, labels of the marker file
+    from pinnacle.annotate import load_corrections, load_markers  # noqa: E402
+
+    load_corrections(config["annotation"]["corrections"], load_markers(config["annotation"]["markers"]))
+
+
 def annotation_inputs(wildcards):
-    """The cohort, the marker file, and the optional CellTypist model / scANVI reference."""
+    """The cohort, the marker file, and the optional CellTypist model / scANVI reference and
+    the analyst's corrections."""
     inputs = {"h5ad": "results/cohort/integrated.h5ad", "markers": config["annotation"]["markers"]}
-    for key in ("celltypist_model", "scanvi_reference"):
+    for key in ("celltypist_model", "scanvi_reference", "corrections"):
         if config["annotation"][key]:
             inputs[key] = config["annotation"][key]
     return inputs

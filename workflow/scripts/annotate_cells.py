@@ -31,7 +31,11 @@ if snakemake.input.get("scanvi_reference"):
 consensus = annotate.consensus_labels(adata.obs, methods=methods)
 adata.obs["cell_type_consensus"] = consensus["cell_type_consensus"].to_numpy()
 adata.obs["cell_type_agreement"] = consensus["cell_type_agreement"].to_numpy()
-extra = [c for c in ("celltypist_label", "celltypist_conf", "scanvi_label", "scanvi_conf") if c in adata.obs]
+if snakemake.input.get("corrections"):
+    corrections = annotate.load_corrections(snakemake.input.corrections, markers)
+    annotate.apply_corrections(adata, corrections, cluster_key=cluster_key, where=snakemake.input.corrections)
+extra = [c for c in ("celltypist_label", "celltypist_conf", "scanvi_label", "scanvi_conf", "cell_type_auto",
+                     "annotation_corrected") if c in adata.obs]
 labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", *extra,
                     "cell_type_consensus", "cell_type_agreement", cluster_key]]
 labels.to_csv(snakemake.output.labels, sep="\t", index_label="cell_id")
