@@ -1094,11 +1094,13 @@ def apply_corrections(adata: ad.AnnData, corrections: pd.DataFrame, *, cluster_k
     label = adata.obs["cell_type"].astype(str).to_numpy(dtype=object)
     major = adata.obs["cell_type_major"].astype(str).to_numpy(dtype=object)
     reason = np.full(adata.n_obs, "", dtype=object)
-    rows = pd.concat([corrections[corrections["cluster"] != ""], corrections[corrections["cell_id"] != ""]])
-    for r in rows.itertuples(index=False):
-        hit = (clusters == r.cluster).to_numpy() if r.cluster else adata.obs_names.isin([r.cell_id])
-        label[hit], major[hit] = r.cell_type, r.cell_type_major
-        reason[hit] = r.reason or "corrected"
+    given = corrections.assign(reason=corrections["reason"].replace("", "corrected"))
+    for r in given[given["cluster"] != ""].itertuples(index=False):  # clusters first, a mask each
+        hit = (clusters == r.cluster).to_numpy()
+        label[hit], major[hit], reason[hit] = r.cell_type, r.cell_type_major, r.reason
+    cells = given[given["cell_id"] != ""]  # then single cells, all at once
+    at = adata.obs_names.get_indexer(cells["cell_id"])
+    label[at], major[at], reason[at] = (cells[c].to_numpy() for c in ("cell_type", "cell_type_major", "reason"))
     changed = reason != ""
     todo = [("cell_type", label), ("cell_type_major", major)]
     if "cell_type_consensus" in adata.obs:

@@ -434,18 +434,22 @@ def _trigamma_inverse(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def squeeze_variances(s2: np.ndarray, df) -> tuple[np.ndarray, float, float]:
+def squeeze_variances(s2: np.ndarray, df, *, prior_from: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """Empirical-Bayes posterior variances (limma's squeezeVar, Smyth 2004, method of moments).
 
     Returns ``(s2_post, d0, s0_sq)``: with few patients each feature's residual variance borrows
     strength from the others; ``d0`` is the prior's degrees of freedom (``inf``: all equal).
-    Hand-written because limma is R-only; checked against limma's published estimator in tests.
+    ``prior_from`` (boolean mask) limits the features the prior is estimated from; every feature
+    gets its posterior. Hand-written because limma is R-only; checked against limma's published
+    estimator in tests.
     """
     from scipy.special import digamma, polygamma
 
     s2 = np.asarray(s2, dtype=float)
     df = np.broadcast_to(np.asarray(df, dtype=float), s2.shape)  # per-feature df (missing values)
     ok = np.isfinite(s2) & (s2 > 0) & (df > 0)
+    if prior_from is not None:
+        ok &= np.asarray(prior_from, dtype=bool)
     if ok.sum() < 3:
         return s2, 0.0, float("nan")
     z = np.log(s2[ok])
@@ -486,11 +490,7 @@ def squeeze_variances_robust(s2: np.ndarray, df, *, outlier_p: float = 0.05) -> 
     tail = stats.f.sf(ratio, df, d0) if np.isfinite(d0) else stats.chi2.sf(ratio * df, df)
     outlier = ok & (tail < outlier_p / ok.sum())
     if outlier.any():
-        _, d0, s0_sq = squeeze_variances(np.where(outlier, np.nan, s2), df)
-        if np.isfinite(d0):
-            post = (d0 * s0_sq + df * s2) / (d0 + df)
-        else:
-            post = np.where(np.isfinite(s2), s0_sq, np.nan)
+        post, d0, s0_sq = squeeze_variances(s2, df, prior_from=~outlier)
         post = np.where(outlier, s2, post)
     return post, np.where(outlier, 0.0, d0), s0_sq
 
