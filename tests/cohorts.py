@@ -40,3 +40,22 @@ def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_pe
     adata.var["highly_variable"] = True
     rna_integrate.normalise(adata)
     return adata, truth.reset_index()
+
+
+def cluster_like_pipeline(adata: ad.AnnData, *, batch_key: str | None, n_top_genes: int, n_comps: int,
+                          resolution: float = 1.0) -> ad.AnnData:
+    """Normalise, HVGs, PCA, Harmony over ``batch_key`` (None: none), neighbours and Leiden
+    (``obs['leiden']``), as the integration stage does without scVI; for real-data tests."""
+    import scanpy as sc
+
+    rna_integrate.normalise(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor="seurat")
+    rna_integrate.pca(adata, n_comps=n_comps, random_state=0)
+    rep = "X_pca"
+    if batch_key is not None:
+        rna_integrate.run_harmony(adata, batch_key=batch_key, random_state=0)
+        rep = "X_harmony"
+    sc.pp.neighbors(adata, use_rep=rep, random_state=0)
+    sc.tl.leiden(adata, resolution=resolution, key_added="leiden", flavor="igraph", n_iterations=2,
+                 directed=False, random_state=0)
+    return adata

@@ -304,7 +304,7 @@ def test_pseudobulk_sums_every_kept_cell_once(planted_cohort):
     assert set(pb.obs["sample_id"]) == set(meta.index)
     assert (pb.obs["n_cells"] > 0).all()
     assert np.allclose(np.asarray(pb.X.sum(axis=1)).ravel(), pb.obs["n_counts"])
-    assert pb.n_vars == 3020 and sp.issparse(pb.X)
+    assert pb.n_vars == 3019 and sp.issparse(pb.X)
 
 
 def test_planted_composition_shifts_found_and_nulls_quiet(planted_cohort):
@@ -428,8 +428,10 @@ def test_null_cohorts_give_no_more_false_discoveries_than_fdr_allows(tmp_path):
     composition, de_families, p01, p001 = {}, {}, [], []
     for seed in (21, 22, 23):
         root = tmp_path / str(seed)
+        # states off too: a changing state is a real (planted) change of expression; the
+        # state-only cohort is tested in test_annotate_states.py
         simulate_cohort(root, n_patients=6, n_responders=3, cells_per_sample=400, dna_cells_per_sample=0,
-                        seed=seed, response_effects=False)
+                        seed=seed, response_effects=False, states=None)
         effects = pd.read_csv(root / "truth" / "effects.tsv", sep="\t")
         assert not effects["planted"].any()
         pb, meta = _cohort_pseudobulks(root)

@@ -50,7 +50,7 @@ def test_per_sample_hvgs_equal_scanpy_batch_key():
 
 import pytest  # noqa: E402
 
-from pinnacle import io, truth_check  # noqa: E402
+from pinnacle import truth_check  # noqa: E402
 
 
 @pytest.fixture(scope="module")

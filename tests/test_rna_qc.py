@@ -168,3 +168,134 @@ def test_ambient_needs_empty_droplets(sim_sample):
     rna, _, _, _ = sim_sample
     with pytest.raises(InputError, match="empty droplets"):
         rna_qc.ambient_profile(rna, rna.obs_names, where="filtered.h5")
+
+
+# ---- samples without mitochondrial genes (qc.require_mito) ------------------------------------
+
+def _drop_mito(a):
+    return a[:, ~a.var_names.str.upper().str.startswith("MT-")].copy()
+
+
+def test_no_mito_genes_is_an_error_that_names_the_key(sim_sample):
+    rna = _drop_mito(sim_sample[0])
+    with pytest.raises(InputError, match=r"qc\.require_mito: false") as err:
+        rna_qc.qc_metrics(rna, where="S1.h5")
+    assert "S1.h5" in str(err.value) and "'MT-'" in str(err.value)
+
+
+def test_no_mito_genes_skips_the_mito_filter_with_a_reason(sim_sample):
+    rna, _, truth, _ = sim_sample
+    a = _drop_mito(rna)
+    # Plant 20 near-empty cells (~30 UMIs each): the count/gene filters must still catch them.
+    rng = np.random.default_rng(3)
+    X = a.X.tolil()
+    small = rng.choice(a.n_obs, 20, replace=False)
+    for i in small:
+        row = X[i].toarray().ravel()
+        X[i] = rng.binomial(row.astype(int), 30 / row.sum()).astype(np.float32)
+    a.X = sp.csr_matrix(X)
+    a = rna_qc.qc_metrics(a, require_mito=False)
+    reason = a.uns["mito_filter"]
+    assert reason == "skipped: no gene with prefix 'MT-' in the matrix (qc.require_mito: false)"
+    assert a.obs["pct_counts_mt"].isna().all()  # not a fake 0
+    assert a.obs["pct_counts_ribo"].notna().all()
+    for method in ("mad", "fixed"):
+        b, summary = rna_qc.run_sample_qc(a.copy(), method=method, fixed={"min_counts": 500, "max_pct_mt": 5},
+                                          doublet_rate=0.05)
+        assert summary["mito_filter"] == reason and b.uns["mito_filter"] == reason
+        assert set(b.uns["qc_thresholds"]) == {"log1p_total_counts", "log1p_n_genes_by_counts"}
+        assert "qc_fail_pct_counts_mt" not in b.obs
+        assert np.isnan(summary["pct_counts_mt_high"]) and np.isnan(summary["removed_pct_counts_mt"])
+        # Counts and genes are still thresholded, doublets still called, and the books balance.
+        assert not b.obs["qc_pass"].iloc[small].any(), method
+        assert summary["removed_log1p_total_counts"] >= 20
+        assert summary["flagged_doublets"] > 0 and b.obs["doublet_score"].notna().sum() == b.obs["qc_pass"].sum()
+        assert summary["removed_thresholds"] + summary["removed_doublets"] + summary["n_cells_kept"] == a.n_obs
+        # max_pct_mt: 5 would remove most cells if a NaN counted as a value; nothing else is lost.
+        assert summary["n_cells_kept"] >= 0.8 * a.n_obs
+    # The figures say why instead of drawing an empty mitochondrial panel.
+    fig = rna_qc.plot_sample_qc(b)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("skipped" in t for t in texts) and len(fig.axes) == 4  # no colour bar for NaN
+    table = pd.DataFrame([{"sample_id": "S1", "mito_filter": reason, "n_cells_kept": 1,
+                           "removed_thresholds": 0, "removed_doublets": 0}])
+    obs = b.obs.assign(sample_id="S1", patient_id="P1", timepoint="baseline")
+    fig = rna_qc.plot_qc_summary(obs, table=table)
+    assert any("MT filter skipped" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_use_mito_with_no_mito_values_is_refused():
+    obs = _obs(8.0).assign(pct_counts_mt=np.nan)
+    with pytest.raises(ValueError, match="use_mito=False"):
+        rna_qc.qc_thresholds(obs)
+    assert "pct_counts_mt" not in rna_qc.qc_thresholds(obs, use_mito=False)
+
+
+def test_a_sample_with_mito_genes_records_applied():
+    a = rna_qc.qc_metrics(_sample(), require_mito=False)
+    assert a.uns["mito_filter"] == "applied" and a.obs["pct_counts_mt"].notna().all()
+    _, summary = rna_qc.run_sample_qc(a, doublets=False)
+    assert summary["mito_filter"] == "applied" and summary["removed_pct_counts_mt"] >= 0
+
+
+# ---- real cells: Kang et al. IFN-beta PBMC, donor 101 (1,267 genes, no MT genes) --------------
+
+from pathlib import Path  # noqa: E402
+
+KANG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kang_ifnb_pbmc_donor101"
+
+
+def _kang_samples():
+    import scipy.io
+
+    X = sp.csr_matrix(scipy.io.mmread(KANG / "counts_genes_x_cells.mtx.gz").T)  # cells x genes
+    genes = pd.read_csv(KANG / "genes.tsv.gz", sep="\t")
+    cells = pd.read_csv(KANG / "cells.tsv.gz", sep="\t")
+    out = {}
+    for sid in ("ctrl101", "stim101"):
+        m = (cells["sample_id"] == sid).to_numpy()
+        a = ad.AnnData(X[m].astype(np.float32), obs=pd.DataFrame(index=cells.loc[m, "barcode"].astype(str)),
+                       var=pd.DataFrame(index=genes["gene"].astype(str)))
+        out[sid] = a
+    return out
+
+
+@pytest.mark.skipif(not KANG.is_dir(), reason="../shared/data/kang_ifnb_pbmc_donor101 not present")
+def test_kang_qc_runs_without_mito_genes_and_keeps_the_authors_cells():
+    samples = _kang_samples()
+    assert sum(a.n_obs for a in samples.values()) == 954
+    for sid, a in samples.items():
+        with pytest.raises(InputError, match=r"qc\.require_mito: false"):
+            rna_qc.qc_metrics(a.copy(), where=sid)
+        a = rna_qc.qc_metrics(a, require_mito=False, where=sid)
+        a, summary = rna_qc.run_sample_qc(a)  # pipeline defaults: MAD thresholds, Scrublet
+        assert summary["mito_filter"].startswith("skipped: no gene with prefix 'MT-'")
+        assert a.obs["pct_counts_mt"].isna().all()
+        kept = summary["n_cells_kept"] / summary["n_cells_loaded"]
+        print(f"{sid}: {summary['n_cells_kept']} of {summary['n_cells_loaded']} cells kept ({kept:.1%}); "
+              f"removed by thresholds {summary['removed_thresholds']}, doublets {summary['removed_doublets']}")
+        # The authors already QC-filtered these cells: nearly all should pass.
+        assert kept >= 0.9, (sid, summary)
+
+
+def test_require_mito_in_the_config_schema():
+    import copy
+
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = str(repo / "workflow" / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    assert config["qc"]["require_mito"] is True  # shipped default: keep the clear error
+    ok = copy.deepcopy(config)
+    ok["qc"]["require_mito"] = False
+    validate(ok, schema=schema)
+    missing = copy.deepcopy(config)
+    del missing["qc"]["require_mito"]
+    validate(missing, schema=schema)
+    assert missing["qc"]["require_mito"] is True  # the schema default fills it in
+    bad = copy.deepcopy(config)
+    bad["qc"]["require_mito"] = "no"
+    with pytest.raises(Exception, match="require_mito|boolean"):
+        validate(bad, schema=schema)

@@ -14,11 +14,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-import scipy.sparse as sp
 
 from pinnacle.errors import InputError
 
-from pinnacle.sheets import OBS_META
 
 
 def flag_gene_groups(adata: ad.AnnData, *, mito_prefix: str = "MT-",
@@ -33,28 +31,91 @@ def flag_gene_groups(adata: ad.AnnData, *, mito_prefix: str = "MT-",
     return adata
 
 
+#: value of ``uns['mito_filter']`` / the QC table's ``mito_filter`` column when the filter runs
+MITO_APPLIED = "applied"
+
+
+def mito_skip_reason(mito_prefix: str) -> str:
+    """The QC table's ``mito_filter`` text for a sample whose matrix has no mitochondrial gene.
+
+    Parameters
+    ----------
+    mito_prefix
+        The mitochondrial gene-symbol prefix that matched no gene (``qc.mito_prefix``).
+    """
+    return f"skipped: no gene with prefix '{mito_prefix}' in the matrix (qc.require_mito: false)"
+
+
 def qc_metrics(adata: ad.AnnData, *, mito_prefix: str = "MT-",
                ribo_prefixes: Sequence[str] = ("RPL", "RPS"),
-               hb_regex: str = r"^HB[ABDEGMQZ][0-9]?$", where: str = "sample") -> ad.AnnData:
+               hb_regex: str = r"^HB[ABDEGMQZ][0-9]?$", require_mito: bool = True,
+               where: str = "sample") -> ad.AnnData:
     """Per-cell counts, genes, and mitochondrial / ribosomal / haemoglobin percentages.
 
     Adds obs ``total_counts``, ``n_genes_by_counts``, ``log1p_total_counts``,
-    ``log1p_n_genes_by_counts``, ``pct_counts_mt``, ``pct_counts_ribo``, ``pct_counts_hb``.
+    ``log1p_n_genes_by_counts``, ``pct_counts_mt``, ``pct_counts_ribo``, ``pct_counts_hb``, and
+    ``uns['mito_filter']``: ``"applied"``, or the reason the mitochondrial filter is skipped.
+
+    Parameters
+    ----------
+    adata
+        One sample, raw counts in ``X``, gene symbols as ``var_names``. Changed in place.
+    mito_prefix
+        Prefix of mitochondrial gene symbols (case-insensitive; ``"mt-"`` for mouse).
+    ribo_prefixes
+        Prefixes of ribosomal protein gene symbols.
+    hb_regex
+        Regular expression matching haemoglobin gene symbols.
+    require_mito
+        With no gene starting with ``mito_prefix``: ``True`` stops with an :class:`InputError`
+        (usually Ensembl ids or the wrong prefix); ``False`` accepts the matrix (a targeted
+        panel, a filtered public object), sets ``pct_counts_mt`` (and ``total_counts_mt``,
+        ``log1p_total_counts_mt``) to NaN, not a fake 0, and records the reason in
+        ``uns['mito_filter']`` so :func:`run_sample_qc` skips the mitochondrial filter.
+    where
+        The input's name (file), for the error message.
+
+    Returns
+    -------
+    The same AnnData, with the metrics added.
     """
     flag_gene_groups(adata, mito_prefix=mito_prefix, ribo_prefixes=ribo_prefixes, hb_regex=hb_regex)
-    if not adata.var["mt"].any():
+    has_mito = bool(adata.var["mt"].any())
+    if not has_mito and require_mito:
         raise InputError(where, f"no gene symbol starts with the mitochondrial prefix '{mito_prefix}'.",
                          "features must be gene symbols (not Ensembl ids), or set qc.mito_prefix "
-                         "(e.g. 'mt-' for mouse).")
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo", "hb"], percent_top=None,
-                               log1p=True, inplace=True)
+                         "(e.g. 'mt-' for mouse); if the matrix truly has no mitochondrial genes "
+                         "(a targeted panel, a filtered public object), set qc.require_mito: false "
+                         "to skip the mitochondrial filter for such samples.")
+    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo", "hb"] if has_mito else ["ribo", "hb"],
+                               percent_top=None, log1p=True, inplace=True)
+    if not has_mito:
+        for col in ("total_counts_mt", "log1p_total_counts_mt", "pct_counts_mt"):
+            adata.obs[col] = np.full(adata.n_obs, np.nan)
+    adata.uns["mito_filter"] = MITO_APPLIED if has_mito else mito_skip_reason(mito_prefix)
     return adata
 
 
 def plot_qc_summary(obs: pd.DataFrame, *, table: pd.DataFrame | None = None, metrics: Sequence[str] = (
         "log1p_total_counts", "log1p_n_genes_by_counts", "pct_counts_mt")):
     """Violin per sample for each metric (all cells loaded), samples grouped by patient, and, with
-    the per-sample QC ``table``, the cells kept and removed by each filter."""
+    the per-sample QC ``table``, the cells kept and removed by each filter.
+
+    Parameters
+    ----------
+    obs
+        Per-cell QC metrics of all samples, with ``sample_id``, ``patient_id``, ``timepoint``.
+    table
+        The per-sample QC table (:func:`run_sample_qc` summaries), for the kept/removed bars and
+        the ``mito_filter`` reasons.
+    metrics
+        The obs columns drawn as violins, one panel each.
+
+    Returns
+    -------
+    The matplotlib figure. A sample with no value of a metric (no mitochondrial gene, so the
+    mitochondrial filter was skipped) gets no violin but a note at its place saying why.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,12 +130,27 @@ def plot_qc_summary(obs: pd.DataFrame, *, table: pd.DataFrame | None = None, met
                              sharex=True, constrained_layout=True)
     axes = np.atleast_1d(axes)
     sid = obs["sample_id"].astype(str)
+    skipped = {}
+    if table is not None and "mito_filter" in table:
+        mf = table.set_index("sample_id")["mito_filter"].astype(str)
+        skipped = {str(k): v for k, v in mf.items() if v != MITO_APPLIED and v != "nan"}
     for ax, metric in zip(axes, metrics):
-        data = [obs.loc[sid == s, metric].to_numpy(dtype=float) for s in order]
-        parts = ax.violinplot([d if len(d) else [np.nan] for d in data], showmedians=True, widths=0.8)
-        for body in parts["bodies"]:
-            body.set_alpha(0.6)
+        values = obs[metric].to_numpy(dtype=float) if metric in obs else np.full(len(obs), np.nan)
+        data = [values[(sid == s).to_numpy()] for s in order]
+        data = [d[np.isfinite(d)] for d in data]
+        pos = [i + 1 for i, d in enumerate(data) if len(d)]
+        if pos:
+            parts = ax.violinplot([data[i - 1] for i in pos], positions=pos, showmedians=True, widths=0.8)
+            for body in parts["bodies"]:
+                body.set_alpha(0.6)
+        for i, s in enumerate(order):
+            if not len(data[i]):
+                note = ("MT filter skipped:\nno MT genes" if metric == "pct_counts_mt" and s in skipped
+                        else "no data")
+                ax.text(i + 1, 0.5, note, rotation=90, ha="center", va="center", fontsize=7,
+                        color="0.3", transform=ax.get_xaxis_transform())
         ax.set_ylabel(labels.get(metric, metric))
+    axes[0].set_xlim(0.4, len(order) + 0.6)
     if table is not None:
         ax = axes[-1]
         t = table.set_index("sample_id").loc[order]
@@ -109,29 +185,57 @@ def mad(values: np.ndarray) -> float:
 
 
 def qc_thresholds(obs: pd.DataFrame, *, method: str = "mad", n_mads: dict | None = None,
-                  mito_floor: float = 15.0, fixed: dict | None = None) -> dict:
+                  mito_floor: float = 15.0, fixed: dict | None = None, use_mito: bool = True) -> dict:
     """Per-sample thresholds on log counts, log genes and mitochondrial %.
 
     ``mad``: median +/- k MADs within the sample (k per metric in ``n_mads``), so a sample
     sequenced deeper or shallower gets thresholds that move with it; the mitochondrial upper
     limit is never set below ``mito_floor`` %, so a very clean sample does not lose healthy
     cells to a tiny MAD. ``fixed``: the values of ``fixed`` (min/max counts and genes, max %
-    mitochondrial) for every sample. Returns ``{metric: (low, high)}`` (None = no limit) in the
-    metric's own units.
+    mitochondrial) for every sample.
+
+    Parameters
+    ----------
+    obs
+        Per-cell QC metrics of one sample (:func:`qc_metrics`).
+    method
+        ``"mad"`` or ``"fixed"``.
+    n_mads
+        MADs from the median per metric (``mad``); missing metrics keep their defaults.
+    mito_floor
+        Lowest allowed mitochondrial % limit (``mad``).
+    fixed
+        ``min_counts``, ``max_counts``, ``min_genes``, ``max_genes``, ``max_pct_mt`` (``fixed``);
+        a missing key means no limit.
+    use_mito
+        Threshold ``pct_counts_mt``. ``False`` (a matrix without mitochondrial genes) leaves the
+        metric out of the result, so no cell is judged on it.
+
+    Returns
+    -------
+    ``{metric: (low, high)}`` (None = no limit) in the metric's own units.
     """
+    if use_mito and not np.isfinite(obs.get("pct_counts_mt", pd.Series(dtype=float)).to_numpy(dtype=float)).any():
+        raise ValueError("pct_counts_mt has no finite value (no mitochondrial gene); "
+                         "pass use_mito=False to skip the mitochondrial filter")
     if method == "fixed":
         f = fixed or {}
-        return {
+        out = {
             "log1p_total_counts": (_log1p(f.get("min_counts")), _log1p(f.get("max_counts"))),
             "log1p_n_genes_by_counts": (_log1p(f.get("min_genes")), _log1p(f.get("max_genes"))),
             "pct_counts_mt": (None, f.get("max_pct_mt")),
         }
+        if not use_mito:
+            del out["pct_counts_mt"]
+        return out
     if method != "mad":
         raise ValueError(f"method must be 'mad' or 'fixed', not {method!r}")
     n_mads = {"log1p_total_counts": 5.0, "log1p_n_genes_by_counts": 5.0, "pct_counts_mt": 3.0,
               **(n_mads or {})}
     out = {}
     for metric, tails in MAD_METRICS.items():
+        if metric == "pct_counts_mt" and not use_mito:
+            continue
         x = obs[metric].to_numpy(dtype=float)
         med, spread = float(np.median(x)), mad(x)
         k = float(n_mads[metric])
@@ -277,21 +381,58 @@ def run_sample_qc(adata: ad.AnnData, *, method: str = "mad", n_mads: dict | None
     """Thresholds, then Scrublet on the cells that pass them; ``obs['keep']`` is the final call.
 
     QC metrics must already be in ``obs`` (:func:`qc_metrics`). Scrublet runs after the
-    threshold filter so dying cells do not shape the simulated doublets. Returns the sample with
-    every cell and its flags, and a summary with the thresholds and the cells each filter removed.
+    threshold filter so dying cells do not shape the simulated doublets. When
+    :func:`qc_metrics` found no mitochondrial gene (``uns['mito_filter']`` is not
+    ``"applied"``), the mitochondrial filter (MAD or ``max_pct_mt``) is skipped for this sample;
+    its summary fields (``pct_counts_mt_low``/``_high``, ``removed_pct_counts_mt``) are NaN and
+    ``mito_filter`` says why.
+
+    Parameters
+    ----------
+    adata
+        One sample with QC metrics in ``obs``; flags are added in place.
+    method, n_mads, mito_floor, fixed
+        Threshold rule, see :func:`qc_thresholds`.
+    doublets
+        Run Scrublet on the cells passing the thresholds (needs at least 50 of them).
+    remove_doublets
+        Flagged doublets fail ``obs['keep']`` (else they are only flagged).
+    doublet_rate_per_1000
+        Expected multiplet rate per 1,000 cells loaded, when ``doublet_rate`` is None.
+    doublet_rate
+        A fixed expected doublet rate for this sample.
+    doublet_threshold
+        ``"expected"`` or ``"auto"``, see :func:`call_doublets`.
+    random_state
+        Seed for Scrublet.
+
+    Returns
+    -------
+    The sample with every cell and its flags, and a summary dict with the thresholds, the cells
+    each filter removed, and ``mito_filter``.
     """
-    thresholds = qc_thresholds(adata.obs, method=method, n_mads=n_mads, mito_floor=mito_floor, fixed=fixed)
+    mito_filter = adata.uns.get("mito_filter")
+    if mito_filter is None:  # metrics made elsewhere: infer from the column
+        pct = adata.obs.get("pct_counts_mt", pd.Series(dtype=float)).to_numpy(dtype=float)
+        mito_filter = MITO_APPLIED if np.isfinite(pct).any() else "skipped: no pct_counts_mt value"
+    mito_filter = str(mito_filter)
+    use_mito = mito_filter == MITO_APPLIED
+    thresholds = qc_thresholds(adata.obs, method=method, n_mads=n_mads, mito_floor=mito_floor, fixed=fixed,
+                               use_mito=use_mito)
     apply_thresholds(adata, thresholds)
     # NaN for "no limit": h5ad cannot store None
     adata.uns["qc_thresholds"] = {m: np.array([np.nan if v is None else v for v in lim], dtype=float)
                                   for m, lim in thresholds.items()}
+    adata.uns["mito_filter"] = mito_filter
     adata.obs["doublet_score"] = np.nan
     adata.obs["predicted_doublet"] = False
-    summary = {"n_cells_loaded": int(adata.n_obs), "threshold_method": method}
-    for metric, (low, high) in thresholds.items():
+    summary = {"n_cells_loaded": int(adata.n_obs), "threshold_method": method, "mito_filter": mito_filter}
+    for metric in MAD_METRICS:
+        low, high = thresholds.get(metric, (np.nan, np.nan))  # NaN: filter not applied
         summary[f"{metric}_low"] = low
         summary[f"{metric}_high"] = high
-        summary[f"removed_{metric}"] = int(adata.obs[f"qc_fail_{metric}"].sum())
+        summary[f"removed_{metric}"] = (int(adata.obs[f"qc_fail_{metric}"].sum()) if metric in thresholds
+                                        else np.nan)
     passing = adata.obs["qc_pass"].to_numpy()
     summary["removed_thresholds"] = int((~passing).sum())
     if doublets and passing.sum() >= 50:
@@ -314,7 +455,23 @@ def run_sample_qc(adata: ad.AnnData, *, method: str = "mad", n_mads: dict | None
 
 def plot_sample_qc(adata: ad.AnnData, thresholds: dict | None = None, *, title: str = ""):
     """Histograms of the three QC metrics with the thresholds drawn, and UMIs vs genes coloured
-    by mitochondrial %, so a reader sees where the cut falls on this sample's distribution."""
+    by mitochondrial %, so a reader sees where the cut falls on this sample's distribution.
+
+    Parameters
+    ----------
+    adata
+        One sample after :func:`run_sample_qc` (or with QC metrics and ``thresholds``).
+    thresholds
+        ``{metric: (low, high)}``; default: the ones :func:`run_sample_qc` applied.
+    title
+        Figure title.
+
+    Returns
+    -------
+    The matplotlib figure. When the sample has no mitochondrial percentage (the filter was
+    skipped), the mitochondrial panel states why instead of an empty histogram, and the scatter
+    is drawn in one colour.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,32 +480,54 @@ def plot_sample_qc(adata: ad.AnnData, thresholds: dict | None = None, *, title: 
     obs = adata.obs
     if thresholds is None:  # the ones run_sample_qc applied
         thresholds = {m: tuple(v) for m, v in adata.uns["qc_thresholds"].items()}
+    mito_filter = str(adata.uns.get("mito_filter", MITO_APPLIED))
+    pct_mt = obs["pct_counts_mt"].to_numpy(dtype=float) if "pct_counts_mt" in obs else np.full(len(obs), np.nan)
+    has_mt = bool(np.isfinite(pct_mt).any())
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4), constrained_layout=True)
     names = {"log1p_total_counts": "log(1 + UMIs)", "log1p_n_genes_by_counts": "log(1 + genes)",
              "pct_counts_mt": "% mitochondrial"}
-    for ax, (metric, (low, high)) in zip(axes, thresholds.items()):
-        ax.hist(obs[metric], bins=60, color="0.6")
-        for v in (low, high):
+    for ax, metric in zip(axes, MAD_METRICS):
+        ax.set_xlabel(names.get(metric, metric))
+        if metric == "pct_counts_mt" and not has_mt:
+            why = mito_filter if mito_filter != MITO_APPLIED else "no mitochondrial % in the data"
+            ax.text(0.5, 0.5, "mitochondrial filter\n" + "\n".join(_wrap(why, 34)), ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        x = obs[metric].to_numpy(dtype=float)
+        ax.hist(x[np.isfinite(x)], bins=60, color="0.6")
+        for v in thresholds.get(metric, (None, None)):
             if v is not None and np.isfinite(v):
                 ax.axvline(v, color="crimson", ls="--")
-        ax.set_xlabel(names.get(metric, metric))
         ax.set_ylabel("cells")
     ax = axes[3]
-    order = np.argsort(obs["pct_counts_mt"].to_numpy())
-    pts = ax.scatter(obs["total_counts"].to_numpy()[order], obs["n_genes_by_counts"].to_numpy()[order],
-                     c=obs["pct_counts_mt"].to_numpy()[order], s=4, cmap="viridis", vmax=50)
+    counts, genes = obs["total_counts"].to_numpy(), obs["n_genes_by_counts"].to_numpy()
+    if has_mt:
+        order = np.argsort(pct_mt)
+        pts = ax.scatter(counts[order], genes[order], c=pct_mt[order], s=4, cmap="viridis", vmax=50)
+    else:
+        ax.scatter(counts, genes, s=4, color="tab:blue")
+        ax.set_title("no mitochondrial genes: not coloured", fontsize=8)
     if "predicted_doublet" in obs:
         d = obs["predicted_doublet"].to_numpy(dtype=bool)
-        ax.scatter(obs["total_counts"].to_numpy()[d], obs["n_genes_by_counts"].to_numpy()[d],
-                   facecolors="none", edgecolors="red", s=14, lw=0.6, label="Scrublet doublet")
+        ax.scatter(counts[d], genes[d], facecolors="none", edgecolors="red", s=14, lw=0.6,
+                   label="Scrublet doublet")
         ax.legend(loc="lower right", fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("UMIs")
     ax.set_ylabel("genes")
-    fig.colorbar(pts, ax=ax, label="% mito")
+    if has_mt:
+        fig.colorbar(pts, ax=ax, label="% mito")
     fig.suptitle(title)
     return fig
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
 
 
 def quick_clusters(adata: ad.AnnData, *, resolution: float = 0.8, random_state: int = 0,

@@ -73,6 +73,20 @@ else:
                          "(no cells.tsv.gz in it).", "point it at <cohort>/truth or set it to \"\".")
 
 
+def twin_path(sample):
+    """The simulator's interferon-off twin of a resection sample (same droplets, no IFN programme)."""
+    return f"{TRUTH}/interferon_off/{sample}/filtered_feature_bc_matrix.h5"
+
+
+# resection samples with an interferon-off twin: the demo when demo.interferon_twin is on, or a
+# simulated cohort's truth folder that holds them
+if DEMO:
+    TWIN_SAMPLES = [s for s in RNA_SAMPLES if config["demo"]["interferon_twin"]
+                    and samples.loc[s, "timepoint"] == config["timepoints"][-1]]
+else:
+    TWIN_SAMPLES = [s for s in RNA_SAMPLES if TRUTH and Path(twin_path(s)).exists()]
+
+
 def resource_path(path):
     """A config path to a curated resource: as given if it exists where snakemake runs, else
     inside the pipeline's own folder (resources/ ships with the workflow)."""
@@ -88,6 +102,7 @@ def resource_path(path):
 
 config["annotation"]["markers"] = resource_path(config["annotation"]["markers"])
 config["annotation"]["protein_markers"] = resource_path(config["annotation"]["protein_markers"])
+config["annotation"]["states"] = resource_path(config["annotation"]["states"])
 for _key in ("celltypist_model", "scanvi_reference"):
     if config["annotation"][_key] and not Path(config["annotation"][_key]).exists():
         raise InputError(f"config.yaml, key annotation.{_key}", f"'{config['annotation'][_key]}' does not exist.",
@@ -104,7 +119,8 @@ if config["annotation"]["corrections"]:
 def annotation_inputs(wildcards):
     """The cohort, the marker file, and the optional CellTypist model / scANVI reference and
     the analyst's corrections."""
-    inputs = {"h5ad": "results/cohort/integrated.h5ad", "markers": config["annotation"]["markers"]}
+    inputs = {"h5ad": "results/cohort/integrated.h5ad", "markers": config["annotation"]["markers"],
+              "states": config["annotation"]["states"]}
     for key in ("celltypist_model", "scanvi_reference", "corrections"):
         if config["annotation"][key]:
             inputs[key] = config["annotation"][key]
@@ -117,8 +133,9 @@ COMPARE = config["compare"]
 if DEMO and not COMPARE["cell_types"]:
     COMPARE["cell_types"] = config["demo"]["compare_cell_types"]
 COMPARE["signatures"] = resource_path(COMPARE["signatures"])
-if COMPARE["signatures"] not in GENE_RESOURCES:
-    GENE_RESOURCES.append(COMPARE["signatures"])
+for _res in (COMPARE["signatures"], config["annotation"]["states"]):
+    if _res not in GENE_RESOURCES:
+        GENE_RESOURCES.append(_res)
 DESIGNS = _compare.design_names(COMPARE["designs"], RESPONSE["levels"])
 for _d in DESIGNS:
     if _d.startswith("on_treatment_") and _d[len("on_treatment_"):] not in RESPONSE["levels"]:
@@ -224,6 +241,8 @@ def truth_check_inputs(wildcards):
         "de": expand("results/tables/de/{design}.tsv", design=DESIGNS),
         "enrichment": "results/tables/signature_enrichment.tsv",
     }
+    if TWIN_SAMPLES:
+        inputs["label_stability"] = "results/truth/label_stability.tsv"
     if PROTEOMICS["path"]:
         inputs["proteomics"] = "results/proteomics/proteomics.h5ad"
         inputs["proteomics_tests"] = "results/tables/proteomics_tests.tsv"

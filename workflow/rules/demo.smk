@@ -9,6 +9,7 @@ if DEMO:
             proteomics=PROTEOMICS["path"],
             truth_cells=f"{TRUTH}/cells.tsv.gz",
             truth_effects=f"{TRUTH}/effects.tsv",
+            twins=[twin_path(s) for s in TWIN_SAMPLES],
         params:
             outdir=lambda wildcards, output: Path(output.truth_cells).parent.parent.as_posix(),
             n_patients=config["demo"]["n_patients"],
@@ -17,6 +18,7 @@ if DEMO:
             dna_cells_per_sample=config["demo"]["dna_cells_per_sample"],
             doublet_rate=config["demo"]["doublet_rate"],
             seed=config["demo"]["seed"],
+            interferon_twin=config["demo"]["interferon_twin"],
         log:
             "logs/demo/simulate_demo_cohort.log",
         benchmark:

@@ -3,6 +3,29 @@
 
 if TRUTH:
 
+    rule label_stability:
+        input:
+            h5ad="results/cohort/annotated.h5ad",
+            twins=[twin_path(s) for s in TWIN_SAMPLES],
+            markers=config["annotation"]["markers"],
+            states=config["annotation"]["states"],
+        output:
+            "results/truth/label_stability.tsv",
+        params:
+            samples=TWIN_SAMPLES,
+            annotation=config["annotation"],
+        log:
+            "logs/truth/label_stability.log",
+        benchmark:
+            "benchmarks/truth/label_stability.tsv"
+        threads: 1
+        resources:
+            mem_mb=lambda wc, attempt: 8000 * attempt,
+        conda:
+            "../../envs/pinnacle.yaml"
+        script:
+            "../scripts/label_stability.py"
+
     rule truth_check:
         input:
             unpack(truth_check_inputs),
@@ -12,6 +35,7 @@ if TRUTH:
         params:
             truth=TRUTH,
             fdr=COMPARE["fdr"],
+            levels=RESPONSE["levels"],
         log:
             "logs/truth_check.log",
         benchmark:

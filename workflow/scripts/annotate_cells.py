@@ -6,18 +6,23 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
 
-from pinnacle import annotate, rna_integrate  # noqa: E402
+from pinnacle import annotate, compare, rna_integrate  # noqa: E402
 
 cfg = snakemake.params.annotation
 adata = ad.read_h5ad(snakemake.input.h5ad)
 markers = annotate.load_markers(snakemake.input.markers)
+states = compare.load_signatures(snakemake.input.states)
 cluster_key = f"leiden_{cfg['cluster_resolution']}"
 if cluster_key not in adata.obs:
     raise ValueError(f"annotation.cluster_resolution {cfg['cluster_resolution']} is not one of "
                      f"integration.leiden_resolutions (obs has {[c for c in adata.obs if c.startswith('leiden_')]}).")
 annotate.annotate_by_markers(adata, markers, cluster_key=cluster_key, min_score=cfg["min_score"],
                              min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
-                             random_state=snakemake.params.seed, where=snakemake.input.markers)
+                             state_genes={g for rec in states.values() for g in rec["genes"]},
+                             skip_lineages=cfg["skip_lineages"], random_state=snakemake.params.seed,
+                             where=snakemake.input.markers)
+annotate.score_states(adata, states, random_state=snakemake.params.seed)
+state_cols = [f"state_{k}" for k in adata.uns["cell_states"]["genes"]]
 methods = ["markers"]
 if snakemake.input.get("celltypist_model"):
     annotate.annotate_celltypist(adata, snakemake.input.celltypist_model, over_clustering=cluster_key)
@@ -37,9 +42,12 @@ if snakemake.input.get("corrections"):
 extra = [c for c in ("celltypist_label", "celltypist_conf", "scanvi_label", "scanvi_conf", "cell_type_auto",
                      "annotation_corrected") if c in adata.obs]
 labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", *extra,
-                    "cell_type_consensus", "cell_type_agreement", cluster_key]]
+                    "cell_type_consensus", "cell_type_agreement", cluster_key, *state_cols]]
 labels.to_csv(snakemake.output.labels, sep="\t", index_label="cell_id")
 annotate.cell_type_counts(adata.obs).to_csv(snakemake.output.counts, sep="\t")
+adata.uns["annotation_markers"]["panel"].to_csv(snakemake.output.panel, sep="\t", index=False)
+annotate.plot_state_scores(adata.obs, states=list(states)).savefig(snakemake.output.states, dpi=110,
+                                                                  bbox_inches="tight")
 annotate.crosstab_clusters(adata.obs, cluster_key, "cell_type").to_csv(snakemake.output.crosstab, sep="\t")
 fig = rna_integrate.plot_embeddings(adata, bases={"UMAP": "X_umap"}, colors=["cell_type_major", "cell_type"])
 fig.savefig(snakemake.output.umap, dpi=110)

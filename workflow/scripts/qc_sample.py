@@ -11,7 +11,11 @@ meta, qc, seed = snakemake.params.meta, snakemake.params.qc, snakemake.params.se
 rna, prot = io.split_features(io.read_rna(snakemake.input.rna, sample_id=meta["sample_id"]))
 rna = sheets.label_cells(rna, **meta)
 rna = rna_qc.qc_metrics(rna, mito_prefix=qc["mito_prefix"], ribo_prefixes=qc["ribo_prefixes"],
-                        hb_regex=qc["hb_regex"], where=snakemake.input.rna)
+                        hb_regex=qc["hb_regex"], require_mito=qc.get("require_mito", True),
+                        where=snakemake.input.rna)
+if rna.uns["mito_filter"] != rna_qc.MITO_APPLIED:
+    print(f"WARNING {meta['sample_id']}: mitochondrial filter {rna.uns['mito_filter']}; "
+          "pct_counts_mt is NaN and no cell is judged on it.", file=sys.stderr, flush=True)
 rna, summary = rna_qc.run_sample_qc(
     rna, method=qc["thresholds"], n_mads=qc["n_mads"], mito_floor=qc["mito_floor"], fixed=qc["fixed"],
     doublets=qc["doublets"]["enabled"], remove_doublets=qc["doublets"]["remove"],
@@ -27,8 +31,9 @@ if snakemake.input.rna_raw:
     kept.uns["ambient_profile"] = ambient.to_frame()
 else:
     summary.update(ambient_contamination=float("nan"), ambient_pairs_used=0, ambient_clusters=0, empty_droplets=0)
+mito_note = "" if summary["mito_filter"] == rna_qc.MITO_APPLIED else " (mitochondrial filter skipped: no MT genes)"
 fig = rna_qc.plot_sample_qc(rna, title=f"{meta['sample_id']}: {summary['n_cells_kept']} of "
-                            f"{summary['n_cells_loaded']} cells kept")
+                            f"{summary['n_cells_loaded']} cells kept{mito_note}")
 fig.savefig(snakemake.output.figure, dpi=110)
 
 cols = ["barcode", *sheets.OBS_META, "total_counts", "n_genes_by_counts", "log1p_total_counts",

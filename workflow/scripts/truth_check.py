@@ -30,6 +30,8 @@ rows += tc.check_integration(integrated.obs, {k: integrated.obsm[k][:] for k in 
                              truth_cells, method_key=integrated.uns["integration"]["embedding"],
                              batch_key=integrated.uns["integration"]["batch_key"])
 rows += tc.check_annotation(pd.read_csv(inp.labels, sep="\t", index_col="cell_id"), truth_cells)
+if "label_stability" in inp.keys():
+    rows += tc.check_label_stability(pd.read_csv(inp.label_stability, sep="\t"))
 if inp.dna:
     dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
     rows += tc.check_dna_reading(dna_ids, pd.read_csv(truth / "dna_cells.tsv.gz", sep="\t"))
@@ -41,7 +43,10 @@ if "proteomics" in inp.keys():
 rows += tc.check_protein_evidence(pd.read_csv(inp.protein_evidence, sep="\t", index_col="cell_id"), truth_cells)
 effects = pd.read_csv(truth / "effects.tsv", sep="\t")
 fdr = snakemake.params.fdr
-rows += tc.check_composition(pd.read_csv(inp.composition, sep="\t"), effects, fdr=fdr)
+composition = pd.read_csv(inp.composition, sep="\t")
+rows += tc.check_composition(composition, effects, fdr=fdr)
+rows += tc.check_composition_state_only(composition, effects, design=f"on_treatment_{snakemake.params.levels[0]}",
+                                        fdr=fdr)
 rows += tc.check_differential_expression(pd.concat([pd.read_csv(p, sep="\t") for p in inp.de]), effects, fdr=fdr)
 if "proteomics_tests" in inp.keys():
     rows += tc.check_proteomics_tests(pd.read_csv(inp.proteomics_tests, sep="\t"), effects, fdr=fdr)
