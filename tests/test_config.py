@@ -58,3 +58,18 @@ def test_bad_config_is_rejected_with_the_key(key, value, message):
     config[key] = value
     with pytest.raises(Exception, match=message):
         validate(config, schema=str(SCHEMA))
+
+
+def test_every_rule_a_profile_names_exists():
+    """set-resources of a profile keyed by a rule name that does not exist is silently ignored
+    (scVI never reached the GPU partition when the slurm profile named 'integrate_scvi')."""
+    import re
+
+    rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        rules |= set(re.findall(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", smk.read_text(), flags=re.M))
+    for profile in (REPO / "profiles").glob("*/config.yaml"):
+        named = set((yaml.safe_load(profile.read_text()) or {}).get("set-resources", {}) or {})
+        assert named <= rules, (profile, sorted(named - rules))
+    # the GPU rule of the integration stage declares a gpu resource for the cluster profile
+    assert "gpu=" in (REPO / "workflow" / "rules" / "rna_integrate.smk").read_text()

@@ -72,10 +72,10 @@ def score_markers(adata: ad.AnnData, markers: Mapping, *, level: str = "major", 
 
     _check_level(level)
     key_added = key_added or f"marker_scores_{level}"
-    missing = _missing_genes(marker_sets(markers, level), adata.var_names, where=where)
-    sets = {k: v for k, v in _scoring_sets(markers, level).items()
-            if any(g in set(map(str, adata.var_names)) for g in v["markers"])}
+    flat = marker_sets(markers, level)
+    missing = _missing_genes(flat, adata.var_names, where=where)
     present = set(map(str, adata.var_names))
+    sets = {k: v for k, v in _scoring_sets(markers, level).items() if any(g in present for g in v["markers"])}
     net = _net(sets, present)
     genes = sorted(set(net["target"]))
     if layer is not None and layer not in adata.layers:
@@ -123,7 +123,7 @@ def score_markers(adata: ad.AnnData, markers: Mapping, *, level: str = "major", 
         parents = [sets[c]["parent"] for c in cols]
         frame = frame.T.groupby(parents, sort=False).max().T
         cols = list(frame.columns)
-        sets = {c: {**marker_sets(markers, level)[c]} for c in cols}
+        sets = {c: flat[c] for c in cols}
     adata.obsm[key_added] = frame
     if level == "subtype":
         # per cell: does it detect any gene of each sub-lineage group (CD8A/CD8B, CD4/CD40LG)?
@@ -336,11 +336,13 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
                 top, share = str(shares.index[0]), float(shares.iloc[0])
                 if share < th["group_majority"]:
                     continue
-                ev_own = np.array([evidence[f"{major}|{g}"].to_numpy()[r] if g else False
-                                   for g, r in zip(own_group, rows, strict=True)], dtype=bool)
+                ev_own = np.zeros(rows.size, dtype=bool)
                 ev_other = np.zeros(rows.size, dtype=bool)
-                for g in {group_of[s] for s in subs} - {top}:
-                    ev_other |= evidence[f"{major}|{g}"].to_numpy()[rows]
+                for g in {group_of[s] for s in subs}:
+                    has = evidence[f"{major}|{g}"].to_numpy()[rows]
+                    ev_own |= has & (own_group == g)
+                    if g != top:
+                        ev_other |= has
                 # candidates: cells of another group, and cells without a subtype (not NK & co.)
                 candidate = (called & (own_group != top)) | (subtype[rows] == UNKNOWN)
                 move = candidate & ~ev_own & ~(~called & ev_other)
