@@ -12,7 +12,7 @@ import anndata as ad
 import pandas as pd
 
 from pinnacle import io, rna_integrate
-from pinnacle.simulate import simulate_cohort
+from pinnacle.simulate import layout, simulate_cohort
 
 
 def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_per_sample: int = 1000,
@@ -25,7 +25,7 @@ def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_pe
     simulate_cohort(outdir, n_patients=n_patients, n_responders=max(1, n_patients // 2),
                     cells_per_sample=cells_per_sample, dna_cells_per_sample=20,
                     batch_strength=batch_strength, seed=seed)
-    truth = pd.read_csv(outdir / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
+    truth = pd.read_csv(layout.truth_file(layout.truth_dir(outdir), layout.CELLS), sep="\t", index_col="cell_id")
     samples = pd.read_csv(outdir / "samples.tsv", sep="\t")
     parts, stats = [], {}
     for row in samples.itertuples():

@@ -73,3 +73,108 @@ def test_every_rule_a_profile_names_exists():
         assert named <= rules, (profile, sorted(named - rules))
     # the GPU rule of the integration stage declares a gpu resource for the cluster profile
     assert "gpu=" in (REPO / "workflow" / "rules" / "rna_integrate.smk").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# pinnacle.config.load: every cross-key check, one test per message
+# --------------------------------------------------------------------------------------------
+
+def _config(**overrides) -> dict:
+    """The shipped config after schema validation (defaults set), with section overrides."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    validate(config, schema=str(SCHEMA), set_default=True)
+    return config
+
+
+def _real_data(tmp_path, *, samples: str | None = None, **overrides) -> dict:
+    """A real-data config on two tiny sheets whose files exist (empty files: nothing is read)."""
+    for s in ("A_base", "A_res"):
+        (tmp_path / f"{s}.h5").write_bytes(b"")
+    (tmp_path / "samples.tsv").write_text(samples or (
+        "sample_id\tpatient_id\ttimepoint\trna\n"
+        f"A_base\tA\tbaseline\t{tmp_path}/A_base.h5\nA_res\tA\tresection\t{tmp_path}/A_res.h5\n"))
+    (tmp_path / "patients.tsv").write_text("patient_id\tresponse\tage\nA\tresponder\t60\n")
+    return _config(demo__enabled=False, samples=str(tmp_path / "samples.tsv"),
+                   patients=str(tmp_path / "patients.tsv"), **overrides)
+
+
+def test_load_demo_config_gives_a_frozen_run_and_leaves_config_alone():
+    import copy
+    import dataclasses
+
+    from pinnacle.config import load
+
+    config = _config()
+    before = copy.deepcopy(config)
+    run = load(config, REPO)
+    assert config == before  # the snakemake config object is never edited
+    assert run.demo and run.truth == "demo/truth"
+    assert len(run.rna_samples) == 2 * config["demo"]["n_patients"]
+    # twins: the resection samples, when demo.interferon_twin is on
+    assert set(run.twin_samples) == {s for s in run.rna_samples if s.endswith("resection")}
+    assert run.twin_path("P01_resection") == "demo/truth/interferon_off/P01_resection/filtered_feature_bc_matrix.h5"
+    assert run.config["qc"]["doublets"]["expected_rate"] == config["demo"]["doublet_rate"]
+    assert run.config["compare"]["cell_types"] == config["demo"]["compare_cell_types"]
+    assert Path(run.config["annotation"]["markers"]).is_file()
+    assert run.config["annotation"]["states"] in run.gene_resources
+    assert {"on_treatment_responder", "on_treatment_non_responder", "interaction"} <= set(run.designs)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.truth = "elsewhere"
+
+
+def test_load_real_data_sheets(tmp_path):
+    from pinnacle.config import load
+
+    run = load(_real_data(tmp_path), REPO)
+    assert not run.demo and run.truth == "" and run.twin_samples == ()
+    assert run.rna_samples == ("A_base", "A_res") and run.dna_samples == ()
+    assert run.sample_meta("A_res") == {"sample_id": "A_res", "patient_id": "A", "timepoint": "resection",
+                                        "response": "responder"}
+    assert run.compare_meta()[0]["sample_id"] == "A_base"
+
+
+@pytest.mark.parametrize("overrides, where, message", [
+    ({"proteomics": {"path": "nowhere/proteinGroups.txt", "format": "maxquant", "quantity": "LFQ intensity"}},
+     "proteomics.path", "does not exist"),
+    ({"truth": "."}, "key truth", "not a simulated cohort's truth folder"),
+    ({"annotation__markers": "resources/no_such_markers.yaml"}, "annotation.markers", "exists neither"),
+    ({"compare__signatures": "resources"}, "compare.signatures", "is not a file"),
+    ({"annotation__celltypist_model": "models/missing.pkl"}, "annotation.celltypist_model", "does not exist"),
+    ({"annotation__scanvi_reference": "ref/missing.h5ad"}, "annotation.scanvi_reference", "does not exist"),
+    ({"annotation__cluster_resolution": 2.0}, "annotation.cluster_resolution", "not one of integration.leiden"),
+    ({"compare__designs": ["on_treatment_partial"]}, "compare.designs", "names no response level"),
+    ({"compare__covariates": ["smoking"]}, "compare.covariates", "not columns of the patient sheet"),
+])
+def test_load_rejects_each_bad_setting_with_its_key(tmp_path, overrides, where, message):
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    with pytest.raises(InputError, match=message) as err:
+        load(_real_data(tmp_path, **overrides), REPO)
+    assert where in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_load_rejects_a_bad_sample_row_with_its_line(tmp_path):
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    sheet = "sample_id\tpatient_id\ttimepoint\trna\nA base\tA\tbaseline\tx.h5\n"
+    with pytest.raises(InputError, match=r"samples.tsv, line 2, column sample_id.*does not match") as err:
+        load(_real_data(tmp_path, samples=sheet), REPO)
+    assert "Sample sheet" in str(err.value)
+
+
+def test_load_checks_corrections_before_any_job(tmp_path):
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    bad = tmp_path / "corrections.tsv"
+    bad.write_text("cluster\tcell_type\treason\n3\tnot_a_type\tlooks odd\n")
+    with pytest.raises(InputError, match="not_a_type"):
+        load(_real_data(tmp_path, annotation__corrections=str(bad)), REPO)

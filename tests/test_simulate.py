@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -21,7 +22,8 @@ from pinnacle import simulate, writers
 from pinnacle.errors import InputError
 
 N_CELLS = 500
-RESOURCES = Path(simulate.__file__).resolve().parents[2] / "resources"
+ROOT = Path(simulate.__file__).resolve().parents[3]  # src/pinnacle/simulate/__init__.py
+RESOURCES = ROOT / "resources"
 
 
 # ------------------------------------------------------------------------------------------
@@ -498,7 +500,7 @@ def test_scdna_bins_and_copy_number(cohort):
     dcells = pd.read_csv(out / "truth" / "dna_cells.tsv.gz", sep="\t")
     clones = pd.read_csv(out / "truth" / "clones.tsv", sep="\t")
     patients = pd.read_csv(out / "patients.tsv", sep="\t").set_index("patient_id")
-    arms = pd.read_csv(Path(simulate.__file__).resolve().parents[2] / "resources" / "chromosome_arms_grch38.tsv", sep="\t")
+    arms = pd.read_csv(RESOURCES / "chromosome_arms_grch38.tsv", sep="\t")
     mid = dict(zip(arms["chrom"], (arms["centromere_start"] + arms["centromere_end"]) // 2))
     ratios = []
     for _, r in samples.iterrows():
@@ -536,7 +538,7 @@ def test_scdna_bins_and_copy_number(cohort):
 # resources and writers
 # ------------------------------------------------------------------------------------------
 def test_gene_table_resource():
-    root = Path(simulate.__file__).resolve().parents[2] / "resources"
+    root = RESOURCES
     g = pd.read_csv(root / "genes_grch38.tsv", sep="\t")
     assert list(g.columns) == ["gene_symbol", "chrom", "start", "end", "strand", "gene_type"]
     assert 2500 <= len(g) <= 3500 and g["gene_symbol"].is_unique
@@ -612,11 +614,66 @@ def test_write_scdna_wide_and_maxquant(tmp_path):
 
 
 def test_simulate_imports_no_analysis_module():
-    src = Path(simulate.__file__).read_text()
-    imports = [l.strip() for l in src.splitlines() if l.strip().startswith(("import ", "from "))]
-    pinnacle_imports = [l for l in imports if "pinnacle" in l]
-    assert all(l in ("from pinnacle import writers", "from pinnacle.errors import InputError")
-               for l in pinnacle_imports), pinnacle_imports
+    """Every module of the package: pinnacle imports are only the writers and errors; relative
+    imports stay inside the package (``from .x``, never ``from ..x``)."""
+    files = sorted(Path(simulate.__file__).parent.glob("*.py"))
+    assert len(files) >= 10, files
+    src = "\n".join(f.read_text() for f in files)
+    imports = [line.strip() for line in src.splitlines() if line.strip().startswith(("import ", "from "))]
+    pinnacle_imports = [line for line in imports if "pinnacle" in line]
+    assert all(line in ("from pinnacle import writers", "from pinnacle.errors import InputError")
+               for line in pinnacle_imports), pinnacle_imports
+    assert not [line for line in imports if line.startswith("from ..")]
+
+
+# ------------------------------------------------------------------------------------------
+# truth/ layout (pinnacle.simulate.layout): one place for the writer and every reader
+# ------------------------------------------------------------------------------------------
+def test_layout_names_every_truth_file(cohort, calib):
+    from pinnacle.simulate import layout
+
+    out, res = cohort
+    truth = Path(layout.truth_dir(out))
+    assert res["truth"] == str(truth) and truth == out / "truth"
+    assert sorted(p.name for p in truth.iterdir()) == sorted(layout.TRUTH_FILES)
+    for name in layout.TRUTH_FILES:
+        assert Path(layout.truth_file(truth, name)).is_file(), name
+    with pytest.raises(ValueError, match="not a file of the truth folder"):
+        layout.truth_file(truth, "cell.tsv")
+    # the strings Snakemake sees: as the rules spelled them before the layout module
+    assert layout.truth_dir("demo") == "demo/truth"
+    assert layout.truth_file("demo/truth", layout.CELLS) == "demo/truth/cells.tsv.gz"
+    assert layout.twin_path("demo/truth", "P01_resection") == \
+        "demo/truth/interferon_off/P01_resection/filtered_feature_bc_matrix.h5"
+    # demo.smk takes the cohort folder as the parent of the truth folder of the cells table
+    assert Path(layout.truth_file(layout.truth_dir("x/demo"), layout.CELLS)).parent.parent == Path("x/demo")
+    # the twins are where the layout says (resection samples only)
+    samples = pd.read_csv(calib / "samples.tsv", sep="\t")
+    for r in samples.itertuples():
+        twin = Path(layout.twin_path(layout.truth_dir(calib), r.sample_id))
+        assert twin.is_file() == (r.timepoint == "resection"), twin
+    assert sorted(p.name for p in (calib / "truth").iterdir()) == sorted([*layout.TRUTH_FILES, layout.INTERFERON_OFF])
+
+
+def test_workflow_takes_truth_paths_from_layout():
+    """No rule file or adapter spells a path inside the truth folder by hand: they ask
+    pinnacle.simulate.layout (imported by common.smk as ``truth_layout``; the other rule files
+    share its namespace)."""
+    from pinnacle.simulate import layout
+
+    rules = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
+    assert rules and scripts
+    by_hand = re.compile(r"""\{TRUTH\}/|TRUTH\s*,\s*["']|\btruth\s*/\s*["']|/truth["'/]"""
+                         + "|" + re.escape(layout.INTERFERON_OFF))
+    for f in rules + scripts:
+        code = "\n".join(line for line in f.read_text().splitlines() if not line.lstrip().startswith("#"))
+        code = code.replace("results/truth/", "").replace("logs/truth/", "").replace("benchmarks/truth/", "")
+        assert not by_hand.findall(code), (f.name, by_hand.findall(code))
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert "from pinnacle.simulate import layout as truth_layout" in common
+    assert "truth_layout.truth_dir(" in common and "truth_layout.twin_path(TRUTH, sample)" in common
+    assert "from pinnacle.simulate import layout" in (ROOT / "workflow" / "scripts" / "truth_check.py").read_text()
 
 
 def test_null_cohort_plants_nothing(tmp_path):

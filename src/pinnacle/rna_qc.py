@@ -179,9 +179,10 @@ MAD_METRICS = {"log1p_total_counts": "both", "log1p_n_genes_by_counts": "both", 
 
 
 def mad(values: np.ndarray) -> float:
-    """Median absolute deviation, scaled by 1.4826 to estimate the SD of a normal."""
-    values = np.asarray(values, dtype=float)
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    """Median absolute deviation scaled to estimate the SD of a normal (scipy, scale="normal")."""
+    from scipy.stats import median_abs_deviation
+
+    return float(median_abs_deviation(np.asarray(values, dtype=float), scale="normal"))
 
 
 def qc_thresholds(obs: pd.DataFrame, *, method: str = "mad", n_mads: dict | None = None,

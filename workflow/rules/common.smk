@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from pinnacle.errors import InputError  # noqa: E402
 from pinnacle import sheets  # noqa: E402
 from pinnacle import compare as _compare  # noqa: E402
+from pinnacle.simulate import layout as truth_layout  # noqa: E402  (the truth/ folder's file names)
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -58,7 +59,7 @@ RNA_SAMPLES = [s for s in samples.index if samples.loc[s, "rna"]]
 DNA_SAMPLES = [s for s in samples.index if samples.loc[s, "dna"]]
 
 if DEMO:
-    TRUTH = f"{config['demo']['outdir']}/truth"
+    TRUTH = truth_layout.truth_dir(config["demo"]["outdir"])
     PROTEOMICS = {"path": f"{config['demo']['outdir']}/proteomics/proteinGroups.txt",
                   "format": "maxquant", "quantity": "LFQ intensity"}
 else:
@@ -68,14 +69,14 @@ else:
         raise InputError(f"config.yaml, key proteomics.path",
                          f"the file '{PROTEOMICS['path']}' does not exist.",
                          "correct the path or set it to \"\" when there is no proteomics.")
-    if TRUTH and not Path(TRUTH, "cells.tsv.gz").exists():
+    if TRUTH and not Path(truth_layout.truth_file(TRUTH, truth_layout.CELLS)).exists():
         raise InputError("config.yaml, key truth", f"'{TRUTH}' is not a simulated cohort's truth folder "
-                         "(no cells.tsv.gz in it).", "point it at <cohort>/truth or set it to \"\".")
+                         f"(no {truth_layout.CELLS} in it).", "point it at <cohort>/truth or set it to \"\".")
 
 
 def twin_path(sample):
     """The simulator's interferon-off twin of a resection sample (same droplets, no IFN programme)."""
-    return f"{TRUTH}/interferon_off/{sample}/filtered_feature_bc_matrix.h5"
+    return truth_layout.twin_path(TRUTH, sample)
 
 
 # resection samples with an interferon-off twin: the demo when demo.interferon_twin is on, or a
@@ -234,7 +235,7 @@ def truth_check_inputs(wildcards):
         "qc_summary": "results/rna/qc_summary.tsv",
         "integrated": "results/cohort/integrated.h5ad",
         "labels": "results/cohort/cell_labels.tsv.gz",
-        "truth_cells": f"{TRUTH}/cells.tsv.gz",
+        "truth_cells": truth_layout.truth_file(TRUTH, truth_layout.CELLS),
         "dna": expand("results/dna/{sample}/bins.h5ad", sample=DNA_SAMPLES),
         "composition": "results/tables/composition_tests.tsv",
         "protein_evidence": "results/cohort/protein_evidence.tsv.gz",

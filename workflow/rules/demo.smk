@@ -7,8 +7,8 @@ if DEMO:
             rna_raw=[samples.loc[s, "rna_raw"] for s in RNA_SAMPLES if samples.loc[s, "rna_raw"]],
             dna=[samples.loc[s, "dna"] for s in DNA_SAMPLES],
             proteomics=PROTEOMICS["path"],
-            truth_cells=f"{TRUTH}/cells.tsv.gz",
-            truth_effects=f"{TRUTH}/effects.tsv",
+            truth_cells=truth_layout.truth_file(TRUTH, truth_layout.CELLS),
+            truth_effects=truth_layout.truth_file(TRUTH, truth_layout.EFFECTS),
             twins=[twin_path(s) for s in TWIN_SAMPLES],
         params:
             outdir=lambda wildcards, output: Path(output.truth_cells).parent.parent.as_posix(),

@@ -1,0 +1,247 @@
+"""Pseudobulks per sample and cell type, pydeseq2 DE per cell type, per-type file names and result tables."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pinnacle.errors import InputError
+
+from ._design import Design, NotEstimable, design_matrix
+
+
+def pseudobulk_sample(adata: ad.AnnData, labels: pd.DataFrame, *, label_key: str = "cell_type",
+                      sample_key: str = "sample_id", exclude: Sequence[str] = ("unknown",)) -> ad.AnnData:
+    """Sum one sample's counts per cell type (decoupler), all genes.
+
+    ``labels`` is the cohort cell table (cell id -> label); cells it does not list (removed after
+    QC) and ``exclude`` labels are left out. Returns types x genes with ``obs`` ``sample_id``,
+    ``cell_type``, ``n_cells``, ``n_counts``; ``X`` sparse float32 sums.
+    """
+    import decoupler as dc
+
+    if label_key not in labels:
+        raise InputError("cell label table", f"has no column '{label_key}'.",
+                         f"set compare.label_key to one of {list(labels.columns)}.")
+    lab = labels[label_key].reindex(adata.obs_names)
+    keep = lab.notna().to_numpy() & ~lab.isin(list(exclude)).to_numpy()
+    sub = adata[keep].copy()
+    sub.obs = pd.DataFrame({sample_key: adata.obs[sample_key].astype(str).to_numpy()[keep],
+                            "cell_type": lab.to_numpy()[keep].astype(str)}, index=sub.obs_names)
+    if "counts" in sub.layers:
+        sub.X = sub.layers["counts"]
+    if sub.n_obs == 0:
+        return ad.AnnData(X=sp.csr_matrix((0, adata.n_vars), dtype=np.float32), var=adata.var[[]].copy(),
+                          obs=pd.DataFrame(columns=[sample_key, "cell_type", "n_cells", "n_counts"]))
+    pb = dc.pp.pseudobulk(sub, sample_col=sample_key, groups_col="cell_type", mode="sum", skip_checks=True)
+    out = ad.AnnData(X=sp.csr_matrix(np.asarray(pb.X, dtype=np.float32)), var=adata.var[[]].copy())
+    out.obs = pd.DataFrame({"sample_id": pb.obs[sample_key].astype(str).to_numpy(),
+                            "cell_type": pb.obs["cell_type"].astype(str).to_numpy(),
+                            "n_cells": pb.obs["psbulk_cells"].astype(int).to_numpy(),
+                            "n_counts": pb.obs["psbulk_counts"].astype(float).to_numpy()})
+    out.obs_names = out.obs["sample_id"] + "|" + out.obs["cell_type"]
+    return out
+
+
+def concat_pseudobulks(parts: Sequence[ad.AnnData]) -> ad.AnnData:
+    """Stack per-sample pseudobulks; genes a sample lacks count as 0 (outer join)."""
+    pb = ad.concat(list(parts), join="outer", fill_value=0, index_unique=None)
+    pb.X = sp.csr_matrix(pb.X, dtype=np.float32)
+    return pb
+
+
+def _cell_type_counts(pb: ad.AnnData, cell_type: str, *, min_cells: int, min_counts: float) -> pd.DataFrame:
+    """Samples x genes integer counts of one type's pseudobulks above the floors."""
+    obs = pb.obs
+    rows = np.flatnonzero((obs["cell_type"] == cell_type).to_numpy()
+                          & (obs["n_cells"] >= min_cells).to_numpy() & (obs["n_counts"] >= min_counts).to_numpy())
+    X = pb.X[rows]
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    return pd.DataFrame(np.rint(X).astype(np.int64), index=obs["sample_id"].to_numpy()[rows], columns=pb.var_names)
+
+
+def _expressed_genes(counts: pd.DataFrame, group: pd.Series) -> np.ndarray:
+    """Genes expressed enough to test: edgeR's filterByExpr rule, via decoupler."""
+    import decoupler as dc
+
+    a = ad.AnnData(X=counts.to_numpy(dtype=np.float32), obs=pd.DataFrame({"group": group.astype(str).to_numpy()},
+                                                                          index=counts.index),
+                   var=pd.DataFrame(index=counts.columns))
+    genes = dc.pp.filter_by_expr(a, group="group", min_count=10, min_total_count=15, inplace=False)
+    return np.asarray(genes)
+
+
+def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shrink: bool = True,
+                n_cpus: int = 1) -> pd.DataFrame:
+    """pydeseq2 Wald test of ``design.coef``, with shrunken log2 fold changes and BH FDR.
+
+    ``counts`` is samples x genes (integers) over ``design.samples``. Returns one row per gene:
+    ``base_mean``, ``log2fc`` (MLE), ``log2fc_shrunk``, ``lfc_se``, ``stat``, ``pvalue``,
+    ``padj`` (BH after pydeseq2's independent filtering, at ``alpha``).
+    """
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.ds import DeseqStats
+
+    counts = counts.loc[design.samples]
+    meta = pd.DataFrame({"sample": design.samples}, index=design.samples)
+    dds = DeseqDataSet(counts=counts, metadata=meta, design=design.X, quiet=True, n_cpus=n_cpus)
+    dds.deseq2()
+    contrast = (design.X.columns == design.coef).astype(float)
+    stats = DeseqStats(dds, contrast=contrast, alpha=alpha, quiet=True, n_cpus=n_cpus)
+    stats.summary()
+    res = stats.results_df.copy()
+    out = pd.DataFrame({"gene": res.index, "base_mean": res["baseMean"].to_numpy(),
+                        "log2fc": res["log2FoldChange"].to_numpy(), "lfc_se": res["lfcSE"].to_numpy(),
+                        "stat": res["stat"].to_numpy(), "pvalue": res["pvalue"].to_numpy(),
+                        "padj": res["padj"].to_numpy()})
+    if shrink:
+        stats.lfc_shrink(coeff=design.coef)
+        out["log2fc_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
+    else:
+        out["log2fc_shrunk"] = np.nan
+    return out
+
+
+DE_COLUMNS = ("cell_type", "gene", "base_mean", "log2fc", "log2fc_shrunk", "lfc_se", "stat", "pvalue", "padj",
+              "design", "formula", "patients", "dropped", "test")
+
+
+def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
+                  timepoints: Sequence[str], covariates: Sequence[str] = (), cell_types: Sequence[str] | None = None,
+                  min_cells: int = 10, min_counts: float = 1000, min_patients: int = 2, alpha: float = 0.1,
+                  shrink: bool = True, paired: bool = True, n_cpus: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pseudobulk DE of one design in every cell type (or the ``cell_types`` given, in their order).
+
+    Returns ``(results, status)``: results has one row per cell type x gene with the design, its
+    formula, patients per group and the test; status has one row per cell type saying whether it
+    was tested, on how many samples and genes, or why not. Each type is fitted and BH-adjusted on
+    its own, so calling this once per type and joining the parts with :func:`combine_de` gives
+    the same tables as one call (the workflow does that, one job per design and type).
+    """
+    if cell_types is None:
+        cell_types = de_cell_types(pb.obs["cell_type"])
+    results, status = [], []
+    for ct in cell_types:
+        counts = _cell_type_counts(pb, ct, min_cells=min_cells, min_counts=min_counts)
+        row = {"cell_type": ct, "design": design, "n_samples": 0, "n_genes": 0, "n_significant": 0}
+        try:
+            d = design_matrix(meta.loc[meta.index.intersection(counts.index)], design,
+                              response_levels=response_levels, timepoints=timepoints,
+                              covariates=covariates, paired=paired, min_patients=min_patients)
+        except NotEstimable as why:
+            status.append({**row, "status": f"not tested: {why}"})
+            continue
+        counts = counts.loc[d.samples]
+        genes = _expressed_genes(counts, d.X[d.coef])
+        if len(genes) < 10:
+            status.append({**row, "status": "not tested: fewer than 10 expressed genes"})
+            continue
+        res = deseq2_test(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
+        res.insert(0, "cell_type", ct)
+        res = res.assign(**d.describe())
+        res["test"] = "pydeseq2 Wald, BH FDR"
+        results.append(res)
+        status.append({**row, **d.describe(), "n_samples": len(d.samples), "n_genes": len(genes),
+                       "n_significant": int((res["padj"] < alpha).sum()), "status": "tested"})
+    cols = list(DE_COLUMNS)
+    res = pd.concat(results, ignore_index=True)[cols] if results else pd.DataFrame(columns=cols)
+    return res, pd.DataFrame(status)
+
+
+def de_cell_types(observed: Sequence[str], listed: Sequence[str] = ()) -> list[str]:
+    """The cell types whose DE is tested: ``listed`` (in its order, once each) when it names any,
+    else every type in ``observed`` (the pseudobulks' ``cell_type`` column), sorted. A listed
+    type without pseudobulks is kept: its status row says it could not be tested."""
+    if len(listed):
+        return list(dict.fromkeys(str(t) for t in listed))
+    return sorted({str(t) for t in observed})
+
+
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def cell_type_file_name(cell_type: str) -> str:
+    """A file name for a cell type's per-type outputs.
+
+    Names of letters, digits, ``_`` and ``-`` (starting with a letter or digit, at most 64
+    characters) are kept as they are. Any other name (CellTypist labels such as ``CD4+ T cells``
+    or ``Tem/Effector helper T cells``) becomes its letters, digits, ``_`` and ``-`` with every
+    other run of characters replaced by ``_``, then ``-`` and 8 hex digits of the name's SHA-1:
+    ``CD4+ T cells`` -> ``CD4_T_cells-<hash>``, so ``CD4+`` and ``CD4-`` stay apart. The same name
+    gives the same file name in every run and on every machine; tables keep the real name.
+    """
+    if _SAFE_FILE_NAME.fullmatch(cell_type):
+        return cell_type
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", cell_type).strip("_-")[:48].rstrip("_-") or "cell_type"
+    return f"{stem}-{hashlib.sha1(cell_type.encode('utf-8')).hexdigest()[:8]}"
+
+
+def cell_type_file_names(cell_types: Sequence[str]) -> dict[str, str]:
+    """Cell type -> file name (:func:`cell_type_file_name`), checked to be distinct even on a
+    file system that ignores case."""
+    names = {ct: cell_type_file_name(ct) for ct in cell_types}
+    seen: dict[str, str] = {}
+    for ct, name in names.items():
+        other = seen.setdefault(name.lower(), ct)
+        if other != ct:
+            raise InputError("cell type labels (compare.label_key / compare.cell_types)",
+                             f"'{other}' and '{ct}' would share the file name '{name}' "
+                             "(names that differ only in upper/lower case).",
+                             "rename one of the two cell types in the annotation or in compare.cell_types.")
+    return names
+
+
+def cell_type_from_file_name(file_name: str, cell_types: Sequence[str]) -> str:
+    """The cell type among ``cell_types`` whose file name (:func:`cell_type_file_name`) is
+    ``file_name``."""
+    hits = list(dict.fromkeys(ct for ct in map(str, cell_types) if cell_type_file_name(ct) == file_name))
+    if len(hits) != 1:
+        raise InputError(f"cell type file name '{file_name}'",
+                         f"names {'none' if not hits else 'more than one'} of the cell types "
+                         f"({', '.join(hits or map(str, cell_types)) or 'none'}).",
+                         "the pseudobulks changed since the job was planned: run snakemake again.")
+    return hits[0]
+
+
+def cell_type_pseudobulks(pb: ad.AnnData, cell_type: str) -> ad.AnnData:
+    """One type's pseudobulks (all samples, all genes) in memory; ``pb`` may be opened backed, so
+    a per-type job reads only its rows of the cohort file."""
+    sub = pb[(pb.obs["cell_type"].astype(str) == cell_type).to_numpy()]
+    return sub.to_memory() if pb.isbacked else sub.copy()
+
+
+def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join the per-type results of one design (:func:`pseudobulk_de` called on one type each)
+    into the two tables one call on all those types gives, in the order given. Nothing is
+    re-estimated: each type's fit and BH adjustment are its own. Raises ValueError when a type
+    comes twice or the parts are of different designs."""
+    status = pd.concat(list(statuses), ignore_index=True) if len(statuses) else pd.DataFrame()
+    if len(status):
+        if status["cell_type"].duplicated().any():
+            raise ValueError(f"cell types given twice: {sorted(set(status.loc[status['cell_type'].duplicated(), 'cell_type']))}")
+        if status["design"].nunique() > 1:
+            raise ValueError(f"parts of different designs: {sorted(status['design'].unique())}")
+    tables = [t for t in tables if len(t)]
+    cols = list(DE_COLUMNS)
+    res = pd.concat(tables, ignore_index=True)[cols] if tables else pd.DataFrame(columns=cols)
+    if len(res) and not set(res["cell_type"]) <= set(status.get("cell_type", ())):
+        raise ValueError("result rows of cell types that have no status row")
+    return res, status
+
+
+def significant(table: pd.DataFrame, *, fdr: float, by: str = "cell_type") -> pd.DataFrame:
+    """The rows of a result table with ``padj`` below ``fdr``, grouped by ``by`` (in the table's
+    order) and by ``padj`` within each group: the short table the report shows (the full table
+    stays on disk)."""
+    hits = table[table["padj"].lt(fdr).fillna(False).to_numpy(dtype=bool)] if "padj" in table else table.iloc[0:0]
+    if hits.empty:
+        return hits.reset_index(drop=True)
+    order = {k: i for i, k in enumerate(dict.fromkeys(hits[by]))}
+    return (hits.assign(_group=hits[by].map(order)).sort_values(["_group", "padj"], kind="stable")
+            .drop(columns="_group").reset_index(drop=True))

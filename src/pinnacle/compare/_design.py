@@ -1,0 +1,139 @@
+"""Sample metadata and the explicit design matrices of the named designs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pinnacle.errors import InputError
+
+META_COLUMNS = ("patient_id", "timepoint", "response")
+
+
+class NotEstimable(Exception):
+    """A design that cannot be fitted on the samples at hand (the reason is the message)."""
+
+
+@dataclass
+class Design:
+    """An explicit design matrix over samples and the coefficient that is tested."""
+
+    name: str
+    formula: str
+    X: pd.DataFrame
+    coef: str
+    groups: dict = field(default_factory=dict)  # label -> number of patients
+    dropped: str = ""
+
+    @property
+    def samples(self) -> pd.Index:
+        return self.X.index
+
+    def describe(self) -> dict:
+        """The columns every result table carries: design, formula, patients per group, drops."""
+        return {"design": self.name, "formula": self.formula,
+                "patients": "; ".join(f"{k}: {v}" for k, v in self.groups.items()),
+                "dropped": self.dropped}
+
+
+def sample_meta(records: Sequence[Mapping]) -> pd.DataFrame:
+    """Sample metadata (records with sample_id, patient_id, timepoint, response, covariates) as a
+    frame indexed by sample."""
+    meta = pd.DataFrame(list(records))
+    return meta.set_index("sample_id")
+
+
+def design_names(designs: Sequence[str], response_levels: Sequence[str]) -> list[str]:
+    """Config design keywords to concrete design names (``on_treatment_by_response`` expands to
+    one on-treatment design per response level)."""
+    names = []
+    for d in designs:
+        if d == "on_treatment_by_response":
+            names += [f"on_treatment_{lvl}" for lvl in response_levels]
+        else:
+            names.append(d)
+    return names
+
+
+def _covariate_columns(meta: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    cols = {}
+    for cov in covariates:
+        if cov not in meta:
+            raise InputError("config.yaml, key compare.covariates", f"'{cov}' is not a column of the patient sheet.",
+                             f"use one of {sorted(c for c in meta.columns if c not in META_COLUMNS)} or remove it.")
+        v = meta[cov]
+        num = pd.to_numeric(v, errors="coerce")
+        if num.notna().all():
+            cols[cov] = (num - num.mean()).astype(float)
+        else:
+            levels = sorted(v.astype(str).unique())
+            for lvl in levels[1:]:
+                cols[f"{cov}[{lvl}]"] = (v.astype(str) == lvl).astype(float)
+    return pd.DataFrame(cols, index=meta.index)
+
+
+def _pairs(meta: pd.DataFrame, timepoints: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Samples of patients seen at both compared timepoints, and how many patients lacked one."""
+    sub = meta[meta["timepoint"].isin(timepoints[:2])]
+    n_tp = sub.groupby("patient_id", observed=True)["timepoint"].nunique()
+    complete = n_tp.index[n_tp == 2]
+    return sub[sub["patient_id"].isin(complete)], int((n_tp < 2).sum())
+
+
+def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[str],
+                  timepoints: Sequence[str], covariates: Sequence[str] = (), paired: bool = True,
+                  min_patients: int = 2) -> Design:
+    """The design matrix of one named design over the samples in ``meta``.
+
+    ``meta`` is indexed by sample and has ``patient_id``, ``timepoint``, ``response`` (and the
+    covariates). ``paired=False`` drops the patient terms of the on-treatment designs; it exists
+    to show what ignoring the pairing costs, never as a recommended analysis. Raises
+    :class:`NotEstimable` when a group has fewer than ``min_patients`` patients or the matrix is
+    rank-deficient.
+    """
+    ref, alt = response_levels[0], response_levels[1]
+    t0, t1 = timepoints[0], timepoints[1]
+    meta = meta[meta["response"].isin(response_levels)]
+    if design == "baseline":
+        sub = meta[meta["timepoint"] == t0]
+        groups = {lvl: int(sub.loc[sub["response"] == lvl, "patient_id"].nunique()) for lvl in (ref, alt)}
+        X = pd.DataFrame({"Intercept": 1.0, "response": (sub["response"] == alt).astype(float)}, index=sub.index)
+        X = pd.concat([X, _covariate_columns(sub, covariates)], axis=1)
+        formula = "~ " + " + ".join(["response", *covariates])
+        coef, dropped = "response", ""
+    elif design == "on_treatment" or design.startswith("on_treatment_") or design == "interaction":
+        level = design[len("on_treatment_"):] if design.startswith("on_treatment_") else None
+        if level is not None and level not in response_levels:
+            raise InputError("config.yaml, key compare.designs", f"design '{design}' names no response level.",
+                             f"use on_treatment_{{{'|'.join(response_levels)}}} or on_treatment_by_response.")
+        sub = meta if level is None else meta[meta["response"] == level]
+        sub, n_incomplete = _pairs(sub, timepoints)
+        dropped = f"{n_incomplete} patients without both {t0} and {t1}" if n_incomplete else ""
+        tp = (sub["timepoint"] == t1).astype(float)
+        X = pd.DataFrame({"Intercept": 1.0}, index=sub.index)
+        if paired:
+            patients = sorted(sub["patient_id"].unique())
+            for p in patients[1:]:
+                X[f"patient[{p}]"] = (sub["patient_id"] == p).astype(float)
+        X["timepoint"] = tp
+        if design == "interaction":
+            X["timepoint:response"] = tp * (sub["response"] == alt).astype(float)
+            groups = {f"{lvl} pairs": int(sub.loc[sub["response"] == lvl, "patient_id"].nunique()) for lvl in (ref, alt)}
+            formula, coef = "~ patient + timepoint + timepoint:response", "timepoint:response"
+        else:
+            groups = {f"{level or 'all'} pairs": int(sub["patient_id"].nunique())}
+            formula, coef = ("~ patient + timepoint" if paired else "~ timepoint"), "timepoint"
+    else:
+        raise InputError("config.yaml, key compare.designs", f"unknown design '{design}'.",
+                         "use baseline, on_treatment, on_treatment_by_response, on_treatment_<level> or interaction.")
+    short = {k: v for k, v in groups.items() if v < min_patients}
+    if short:
+        raise NotEstimable(f"too few patients ({', '.join(f'{k}: {v}' for k, v in short.items())}; "
+                           f"need {min_patients} per group)")
+    if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1] or X.shape[0] <= X.shape[1]:
+        raise NotEstimable(f"design {formula} is not estimable on {X.shape[0]} samples "
+                           "(no residual degrees of freedom or confounded covariates)")
+    return Design(design, formula, X, coef, groups, dropped)

@@ -1,0 +1,164 @@
+"""Figures of the comparisons: paired proportions, volcanoes, top-gene and effect heatmaps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def _grid(n: int, *, ncols: int = 5, size: tuple[float, float] = (3.0, 2.6)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    axes = list(axes.flat)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _empty_figure(message: str):
+    fig, axes = _grid(1)
+    ax = axes[0]
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+RESPONSE_COLOURS = ("#3b6fb6", "#d1495b")
+
+
+def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.DataFrame, *,
+                           response_levels: Sequence[str], timepoints: Sequence[str], fdr: float = 0.1):
+    """Per-patient proportions at each timepoint, a line per patient coloured by response; panel
+    titles give the on-treatment FDR within each response group."""
+    types = list(props.columns)
+    if not types:
+        return _empty_figure("no cell types to show")
+    fig, axes = _grid(len(types), ncols=6, size=(2.6, 2.4))
+    colour = dict(zip(response_levels, RESPONSE_COLOURS))
+    tp_x = {t: i for i, t in enumerate(timepoints)}
+    m = meta.loc[meta.index.intersection(props.index)]
+    for ax, ct in zip(axes, types):
+        for pid, rows in m.groupby("patient_id"):
+            rows = rows[rows["timepoint"].isin(tp_x)].sort_values("timepoint", key=lambda s: s.map(tp_x))
+            ax.plot(rows["timepoint"].map(tp_x), props.loc[rows.index, ct] * 100, "-o", ms=3, lw=1,
+                    color=colour.get(rows["response"].iloc[0], "grey"), alpha=0.8)
+        notes = []
+        if "padj" in tests:
+            for lvl in response_levels:
+                hit = tests[(tests["design"] == f"on_treatment_{lvl}") & (tests["cell_type"] == ct)]
+                if len(hit) and np.isfinite(hit["padj"].iloc[0]):
+                    q = hit["padj"].iloc[0]
+                    notes.append(f"{lvl[:6]} q={q:.2g}{'*' if q < fdr else ''}")
+        ax.set_title(ct + ("\n" + ", ".join(notes) if notes else ""), fontsize=7)
+        ax.set_xticks(range(len(timepoints)), timepoints, fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(-0.3, len(timepoints) - 0.7)
+    axes[0].set_ylabel("% of cells", fontsize=7)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, label=level) for level, c in colour.items()]
+    fig.legend(handles=handles, loc="upper right", fontsize=8)
+    fig.suptitle("Cell-type proportions per patient (q: paired test within response group; * below FDR)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
+    """One volcano per tested cell type: shrunken log2 fold change vs -log10 p, FDR hits in red."""
+    if de.empty:
+        return _empty_figure(f"{title}: no cell type could be tested (see the status table)")
+    types = sorted(de["cell_type"].unique())
+    fig, axes = _grid(len(types), ncols=5)
+    for ax, ct in zip(axes, types):
+        sub = de[de["cell_type"] == ct]
+        lfc = sub["log2fc_shrunk"].where(sub["log2fc_shrunk"].notna(), sub["log2fc"])
+        hit = (sub["padj"] < fdr).to_numpy()
+        y = -np.log10(sub["pvalue"].clip(lower=1e-300))
+        ax.scatter(lfc[~hit], y[~hit], s=3, c="grey", alpha=0.5, rasterized=True)
+        ax.scatter(lfc[hit], y[hit], s=5, c="#d1495b")
+        for _, r in sub[hit].nsmallest(5, "pvalue").iterrows():
+            ax.annotate(r["gene"], (lfc[_], -np.log10(max(r["pvalue"], 1e-300))), fontsize=6)
+        ax.set_title(f"{ct} ({hit.sum()} at FDR {fdr})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.supxlabel("log2 fold change (shrunken)", fontsize=8)
+    fig.supylabel("-log10 p", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_protein_volcanoes(tests: pd.DataFrame, *, fdr: float = 0.1):
+    """One volcano per design of :func:`protein_test` results (fold changes are not shrunk)."""
+    tested = tests[tests["status"].eq("tested")] if "status" in tests else tests.iloc[0:0]
+    return plot_volcanoes(tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc")),
+                          fdr=fdr, title="Bulk proteomics by design")
+
+
+def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_col: pd.Series | None = None, *,
+                   n_top: int = 8, fdr: float = 0.1, title: str = ""):
+    """Per tested cell type, a heatmap of the top genes (by p) across that type's pseudobulks:
+    standardised log2-CPM, samples ordered by timepoint then response, the groups separated by
+    black lines and labelled with their size (a hundred sample names would not be legible)."""
+    if de.empty:
+        return _empty_figure(f"{title}: no cell type could be tested")
+    types = sorted(de["cell_type"].unique())
+    fig, axes = _grid(len(types), ncols=4, size=(3.6, 2.8))
+    for ax, ct in zip(axes, types):
+        top = de[de["cell_type"] == ct].nsmallest(n_top, "pvalue")["gene"].tolist()
+        rows = np.flatnonzero((pb.obs["cell_type"] == ct).to_numpy()
+                              & pb.obs["sample_id"].isin(meta.index).to_numpy())
+        sids = pb.obs["sample_id"].to_numpy()[rows]
+        order = np.lexsort((meta.loc[sids, "response"].to_numpy(), meta.loc[sids, "timepoint"].to_numpy()))
+        rows, sids = rows[order], sids[order]
+        X = pb.X[rows]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        cpm = np.log2(X / np.maximum(X.sum(axis=1, keepdims=True), 1) * 1e6 + 1)[:, pb.var_names.get_indexer(top)]
+        z = (cpm - cpm.mean(0)) / np.where(cpm.std(0) > 0, cpm.std(0), 1)
+        ax.imshow(z.T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
+        ax.set_yticks(range(len(top)), top, fontsize=6)
+        group = pd.Series([f"{meta.loc[s, 'timepoint']}\n{meta.loc[s, 'response']}" for s in sids])
+        starts = np.flatnonzero(np.r_[True, group.to_numpy()[1:] != group.to_numpy()[:-1]])
+        ends = np.r_[starts[1:], len(group)]
+        for x in starts[1:]:
+            ax.axvline(x - 0.5, color="black", lw=1)
+        ax.set_xticks((starts + ends - 1) / 2, [f"{group[a]}\n(n={b - a})" for a, b in zip(starts, ends)], fontsize=5)
+        ax.set_title(ct, fontsize=8)
+    fig.suptitle(f"{title}: top genes, standardised log2-CPM of pseudobulks", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    return fig
+
+
+def plot_effect_heatmap(table: pd.DataFrame, *, value: str, row: str = "cell_type", col: str = "signature",
+                        fdr: float = 0.1, title: str = ""):
+    """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr."""
+    tested = table[table["status"].eq("tested")] if "status" in table else table
+    tested = tested.dropna(subset=[value]) if value in tested else tested.iloc[0:0]
+    if tested.empty:
+        return _empty_figure(f"{title}: nothing could be tested")
+    designs = list(dict.fromkeys(tested["design"]))
+    fig, axes = _grid(len(designs), ncols=3, size=(4.2, 0.25 * tested[row].nunique() + 1.8))
+    for ax, d in zip(axes, designs):
+        sub = tested[tested["design"] == d]
+        M = sub.pivot_table(index=row, columns=col, values=value, aggfunc="first")
+        Q = sub.pivot_table(index=row, columns=col, values="padj", aggfunc="first").reindex_like(M)
+        lim = float(np.nanmax(np.abs(M.to_numpy()))) if np.isfinite(M.to_numpy()).any() else 1.0
+        ax.imshow(M.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        for (i, j), q in np.ndenumerate(Q.to_numpy()):
+            if np.isfinite(q) and q < fdr:
+                ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(M.shape[1]), M.columns, rotation=60, ha="right", fontsize=6)
+        ax.set_yticks(range(M.shape[0]), M.index, fontsize=6)
+        ax.set_title(d, fontsize=8)
+    fig.suptitle(f"{title} (colour: {value}; * FDR < {fdr})", fontsize=9)
+    fig.tight_layout()
+    return fig

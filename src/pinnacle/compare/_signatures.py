@@ -1,0 +1,140 @@
+"""Gene signatures: the YAML file, per-cell and per-pseudobulk scores, their tests and DE enrichment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import yaml
+
+from pinnacle.errors import InputError
+
+from ._design import NotEstimable, design_matrix
+from ._moderation import bh, ols_test
+
+
+def load_signatures(path) -> dict[str, dict]:
+    """Signatures from YAML: name -> {genes, source, description}; each needs genes and a source."""
+    where = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(where, f"cannot be read as YAML ({err}).", "fix the file or point compare.signatures elsewhere.") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(where, "holds no signatures.", "give a mapping: name -> {genes: [...], source: ...}.")
+    out = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("genes"), list) or not entry["genes"]:
+            raise InputError(f"{where}, signature '{name}'", "has no list of genes.", "add `genes: [GENE1, GENE2, ...]`.")
+        if not entry.get("source"):
+            raise InputError(f"{where}, signature '{name}'", "has no source.",
+                             "add `source:` with the publication the genes come from.")
+        out[str(name)] = {"genes": [str(g) for g in entry["genes"]], "source": str(entry["source"]),
+                          "description": str(entry.get("description", ""))}
+    return out
+
+
+def present_signatures(signatures: Mapping[str, dict], genes: Sequence[str], *, min_genes: int = 3) -> dict[str, list[str]]:
+    """Each signature's genes found in ``genes``; signatures with fewer than ``min_genes`` dropped."""
+    have = set(genes)
+    out = {}
+    for name, s in signatures.items():
+        g = [x for x in s["genes"] if x in have]
+        if len(g) >= min_genes:
+            out[name] = g
+    return out
+
+
+def score_cells(adata: ad.AnnData, signatures: Mapping[str, dict], *, key_prefix: str = "signature_",
+                random_state: int = 0) -> ad.AnnData:
+    """Per-cell scores (scanpy ``score_genes``: mean of the set minus matched control genes) on
+    log-normalised ``X``; one obs column per signature."""
+    import scanpy as sc
+
+    for name, genes in present_signatures(signatures, adata.var_names).items():
+        sc.tl.score_genes(adata, genes, score_name=f"{key_prefix}{name}", random_state=random_state)
+    return adata
+
+
+def score_pseudobulks(pb: ad.AnnData, signatures: Mapping[str, dict], *, min_cells: int = 10,
+                      min_counts: float = 1000) -> pd.DataFrame:
+    """Per-pseudobulk scores: the mean over a signature's genes of log2-CPM standardised across
+    the pseudobulks of the same cell type. Long table: sample_id, cell_type, signature, score."""
+    obs = pb.obs
+    ok = (obs["n_cells"] >= min_cells).to_numpy() & (obs["n_counts"] >= min_counts).to_numpy()
+    sigs = present_signatures(signatures, pb.var_names)
+    rows = []
+    for ct in sorted(obs.loc[ok, "cell_type"].unique()):
+        idx = np.flatnonzero(ok & (obs["cell_type"] == ct).to_numpy())
+        X = pb.X[idx]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        cpm = np.log2(X / X.sum(axis=1, keepdims=True) * 1e6 + 1)
+        sd = cpm.std(axis=0)
+        z = np.where(sd > 0, (cpm - cpm.mean(axis=0)) / np.where(sd > 0, sd, 1), 0.0)
+        for name, genes in sigs.items():
+            cols = pb.var_names.get_indexer(genes)
+            score = z[:, cols].mean(axis=1)
+            for i, s in zip(idx, score):
+                rows.append({"sample_id": obs["sample_id"].iloc[i], "cell_type": ct, "signature": name,
+                             "score": float(s)})
+    return pd.DataFrame(rows, columns=["sample_id", "cell_type", "signature", "score"])
+
+
+def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
+                    timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
+                    paired: bool = True) -> pd.DataFrame:
+    """OLS of per-pseudobulk signature scores on the design, per cell type x signature; BH within
+    the design across all of them."""
+    out = []
+    for ct, sub in scores.groupby("cell_type"):
+        wide = sub.pivot(index="sample_id", columns="signature", values="score")
+        try:
+            d = design_matrix(meta.loc[meta.index.intersection(wide.index)], design, response_levels=response_levels,
+                              timepoints=timepoints, covariates=covariates, paired=paired, min_patients=min_patients)
+        except NotEstimable as why:
+            out.append(pd.DataFrame([{"cell_type": ct, "design": design, "status": f"not tested: {why}"}]))
+            continue
+        res = ols_test(wide, d).rename(columns={"feature": "signature"})
+        res.insert(0, "cell_type", ct)
+        res = res.assign(**d.describe())
+        res["status"] = "tested"
+        out.append(res)
+    if not out:
+        return pd.DataFrame(columns=["cell_type", "signature", "design", "status"])
+    res = pd.concat(out, ignore_index=True)
+    if "pvalue" not in res:
+        res["pvalue"] = np.nan
+    res["padj"] = bh(res["pvalue"].to_numpy())
+    res["test"] = "OLS on standardised pseudobulk signature score, BH FDR"
+    return res
+
+
+def signature_enrichment(de: pd.DataFrame, signatures: Mapping[str, dict], *, min_genes: int = 3) -> pd.DataFrame:
+    """Enrichment of each cell type's DE statistics in the signatures (decoupler ulm: a linear
+    model of the Wald statistics on signature membership); BH across cell types x signatures."""
+    import decoupler as dc
+
+    cols = ["design", "cell_type", "signature", "score", "pvalue", "padj", "test"]
+    if de.empty:
+        return pd.DataFrame(columns=cols)
+    net = pd.DataFrame([(name, g, 1.0) for name, s in signatures.items() for g in s["genes"]],
+                       columns=["source", "target", "weight"])
+    out = []
+    for design, sub in de.groupby("design"):
+        mat = sub.pivot_table(index="cell_type", columns="gene", values="stat", aggfunc="first").fillna(0.0)
+        present = net[net["target"].isin(mat.columns)]
+        present = present[present.groupby("source")["target"].transform("size") >= min_genes]
+        if present.empty:
+            continue
+        es, pv = dc.mt.ulm(mat, present, tmin=min_genes)
+        long = pd.concat([es.stack().rename("score"), pv.stack().rename("pvalue")], axis=1).reset_index()
+        long.columns = ["cell_type", "signature", "score", "pvalue"]
+        long.insert(0, "design", design)
+        long["padj"] = bh(long["pvalue"].to_numpy())
+        long["test"] = "decoupler ulm on pydeseq2 Wald statistics, BH FDR"
+        out.append(long)
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)

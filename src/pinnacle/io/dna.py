@@ -1,0 +1,209 @@
+"""scDNA bin counts: wide (bins x cells) and long (DLP-style) tables, ``.h5ad``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pinnacle.errors import InputError
+from pinnacle.io._common import _check_exists, _check_unique, _prefix_obs, _read_table
+
+_CHROM_COLS = ("chrom", "chr", "chromosome")
+_BIN_ANNOTATION = {"gc", "gc_content", "abspos", "arm", "bin", "bin_id", "blacklist", "repeat",
+                   "mappability", "map", "width", "bin_width"}
+
+
+def _chrom_key(c: str) -> tuple[int, str]:
+    s = c[3:] if c.lower().startswith("chr") else c
+    if s.isdigit():
+        return (int(s), "")
+    order = {"X": 23, "Y": 24, "M": 25, "MT": 25}
+    return (order.get(s.upper(), 100), s)
+
+
+def _norm_chrom(values) -> np.ndarray:
+    s = pd.Series(values).astype(str).str.strip()
+    return np.where(s.str.lower().str.startswith("chr"), s, "chr" + s)
+
+
+def _find_col(columns, names) -> str | None:
+    lower = {str(c).lower(): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def _bin_frame(df: pd.DataFrame, where: str, chrom_col: str, start_col: str, end_col: str,
+               gc_col: str | None) -> pd.DataFrame:
+    out = pd.DataFrame({"chrom": _norm_chrom(df[chrom_col].to_numpy())})
+    for new, col in (("start", start_col), ("end", end_col)):
+        v = pd.to_numeric(df[col], errors="coerce")
+        if v.isna().any() or (v != np.round(v)).any():
+            raise InputError(
+                f"{where} [column {col!r}]",
+                "bin positions must be whole numbers.",
+                "give integer start/end positions for every bin.",
+            )
+        out[new] = v.to_numpy().astype(np.int64)
+    if gc_col is not None:
+        out["gc"] = pd.to_numeric(df[gc_col], errors="coerce").to_numpy(dtype=np.float64)
+    return out
+
+
+def read_scdna(path, *, sample_id: str | None = None) -> ad.AnnData:
+    """Read one sample's single-cell DNA bin counts: cells x genomic bins.
+
+    Accepted: a wide table (``chrom``/``chr``, ``start``, ``end``, optional ``gc``, then one column
+    per cell), a long table (``cell_id``, ``chr``/``chrom``, ``start``, ``end``, ``reads``, optional
+    ``gc``), tab/comma separated, optionally gzipped, or an ``.h5ad`` with ``var`` chrom/start/end.
+
+    Returns cells x bins, ``X`` float32 numpy array, ``var`` index ``"chrom:start-end"`` with
+    columns chrom, start, end (and gc), bins sorted chr1..chr22, chrX, chrY then by start. Values
+    may be non-integer (e.g. ratios): ``uns["scdna"]["integer_counts"]`` records which.
+    """
+    path = Path(path)
+    _check_exists(path, "scDNA bin count input")
+    where = str(path)
+    if path.name.lower().endswith(".h5ad"):
+        X, cells, bins, fmt = _read_scdna_h5ad(path)
+    else:
+        df = _read_table(path, as_str=False)
+        if df.shape[0] == 0:
+            raise InputError(where, "the table has a header but no rows.", "give one row per bin (wide) or per cell x bin (long).")
+        cell_col = _find_col(df.columns, ("cell_id", "cell"))
+        if cell_col is not None:  # long (DLP-style) table: one row per cell x bin
+            reads_col = _require(df.columns, where, {"reads": ("reads", "counts")}, "long")["reads"]
+            X, cells, bins = _scdna_long(df, where, cell_col, reads_col)
+            fmt = "long"
+        else:
+            X, cells, bins = _scdna_wide(df, where)
+            fmt = "wide"
+
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InputError(where, f"{X.shape[0]} cells x {X.shape[1]} bins.", "give at least one cell and one bin.")
+    bins = bins.reset_index(drop=True)
+    bin_ids = bins["chrom"] + ":" + bins["start"].astype(str) + "-" + bins["end"].astype(str)
+    _check_unique(bin_ids, where, "bins (chrom, start, end)", "each bin must appear once; remove repeated rows.")
+    _check_unique(cells, where, "cell ids", "each cell must have one column (wide) or one set of rows (long).")
+
+    order = sorted(range(len(bins)), key=lambda i: (_chrom_key(bins["chrom"].iat[i]), bins["start"].iat[i]))
+    bins = bins.iloc[order].reset_index(drop=True)
+    X = np.ascontiguousarray(X[:, order], dtype=np.float32)
+    bins.index = pd.Index((bins["chrom"] + ":" + bins["start"].astype(str) + "-" + bins["end"].astype(str)).to_numpy())
+    integer = bool(np.all(X == np.round(X)))
+    adata = ad.AnnData(X=X, obs=_prefix_obs(cells, sample_id), var=bins)
+    adata.uns["scdna"] = {"format": fmt, "integer_counts": integer}
+    return adata
+
+
+def _check_scdna_values(values: np.ndarray, where: str, col: str) -> None:
+    if not np.isfinite(values).all():
+        raise InputError(
+            f"{where} [cell {col!r}]",
+            f"{int((~np.isfinite(values)).sum())} read counts are missing or non-numeric.",
+            "every cell needs a number (0 for no reads) in every bin.",
+        )
+    if (values < 0).any():
+        raise InputError(
+            f"{where} [cell {col!r}]",
+            f"{int((values < 0).sum())} read counts are negative.",
+            "give read counts (or non-negative ratios), not log ratios or centred values.",
+        )
+
+
+def _require(df_cols, where: str, required: dict[str, tuple[str, ...]], layout: str) -> dict[str, str]:
+    found, missing = {}, []
+    for key, alts in required.items():
+        col = _find_col(df_cols, alts)
+        if col is None:
+            missing.append("/".join(alts))
+        else:
+            found[key] = col
+    if missing:
+        raise InputError(
+            where,
+            f"missing required column(s) {', '.join(missing)} for a {layout} scDNA table "
+            f"(found: {', '.join(map(str, list(df_cols)[:8]))}{' ...' if len(df_cols) > 8 else ''}).",
+            "wide: chrom, start, end, then one column per cell; long: cell_id, chr, start, end, reads.",
+        )
+    return found
+
+
+def _scdna_wide(df: pd.DataFrame, where: str):
+    cols = _require(df.columns, where, {"chrom": _CHROM_COLS, "start": ("start",), "end": ("end",)}, "wide")
+    gc_col = _find_col(df.columns, ("gc", "gc_content"))
+    bins = _bin_frame(df, where, cols["chrom"], cols["start"], cols["end"], gc_col)
+    skip = set(cols.values()) | {c for c in df.columns if str(c).lower() in _BIN_ANNOTATION}
+    cells = [c for c in df.columns if c not in skip]
+    X = np.empty((len(cells), len(df)), dtype=np.float32)
+    for i, c in enumerate(cells):
+        col = df[c]
+        if col.dtype.kind not in "iuf":
+            col = pd.to_numeric(col, errors="coerce")
+        v = col.to_numpy(dtype=np.float64)
+        _check_scdna_values(v, where, c)
+        X[i] = v
+    return X, np.asarray(cells, dtype=str), bins
+
+
+def _scdna_long(df: pd.DataFrame, where: str, cell_col: str, reads_col: str):
+    cols = _require(df.columns, where, {"chrom": _CHROM_COLS, "start": ("start",), "end": ("end",)}, "long")
+    gc_col = _find_col(df.columns, ("gc", "gc_content"))
+    b = _bin_frame(df, where, cols["chrom"], cols["start"], cols["end"], gc_col)
+    reads = pd.to_numeric(df[reads_col], errors="coerce").to_numpy(dtype=np.float64)
+    cell = df[cell_col].astype(str).to_numpy()
+    bad = ~np.isfinite(reads) | (reads < 0)
+    if bad.any():
+        c = cell[int(bad.nonzero()[0][0])]
+        _check_scdna_values(reads[cell == c], where, c)
+    key = pd.Series(b["chrom"] + ":" + b["start"].astype(str) + "-" + b["end"].astype(str))
+    dup = pd.DataFrame({"c": cell, "k": key}).duplicated()
+    if dup.any():
+        i = int(dup.to_numpy().nonzero()[0][0])
+        raise InputError(
+            where,
+            f"{int(dup.sum())} duplicated cell x bin rows, e.g. cell {cell[i]!r} bin {key.iat[i]}.",
+            "each cell must have exactly one row per bin.",
+        )
+    cells, ci = np.unique(cell, return_inverse=True)
+    first = ~key.duplicated().to_numpy()
+    bins = b[first].reset_index(drop=True)
+    bin_index = pd.Index(key[first])
+    bi = bin_index.get_indexer(key)
+    counts = np.bincount(ci, minlength=len(cells))
+    if (counts != len(bins)).any():
+        worst = cells[int(np.argmin(counts))]
+        raise InputError(
+            where,
+            f"cell {worst!r} has {counts.min()} of the {len(bins)} bins "
+            f"({int((counts != len(bins)).sum())} cell(s) incomplete).",
+            "give every cell a row for every bin (reads = 0 where none).",
+        )
+    X = np.zeros((len(cells), len(bins)), dtype=np.float32)
+    X[ci, bi] = reads
+    if gc_col is not None:
+        bins["gc"] = b["gc"].to_numpy()[first]
+    return X, cells, bins
+
+
+def _read_scdna_h5ad(path: Path):
+    where = str(path)
+    try:
+        a = ad.read_h5ad(path)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(where, f"cannot be read as an .h5ad file ({e}).", "re-write it with anndata.") from None
+    cols = _require(a.var.columns, f"{where} [var]", {"chrom": _CHROM_COLS, "start": ("start",), "end": ("end",)}, "h5ad")
+    gc_col = _find_col(a.var.columns, ("gc", "gc_content"))
+    bins = _bin_frame(a.var, where, cols["chrom"], cols["start"], cols["end"], gc_col)
+    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all() or (X < 0).any():
+        bad = int(np.argmax((~np.isfinite(X) | (X < 0)).any(axis=1)))
+        _check_scdna_values(X[bad], where, a.obs_names[bad])
+    return X, a.obs_names.to_numpy(dtype=str), bins, "h5ad"
+
