@@ -517,7 +517,7 @@ def test_symphony_pbmc_published_labels():
     markers = an.load_markers(MARKERS)
     states = compare.load_signatures(STATES)
     an.annotate_by_markers(adata, markers, cluster_key="leiden", absent="drop",
-                           state_genes={g for v in states.values() for g in v["genes"]},
+                           state_genes=an.state_genes(states),
                            skip_lineages=BLOOD_ABSENT)
     dropped = adata.uns["annotation_markers"]["dropped_sets"]
 

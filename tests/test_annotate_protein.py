@@ -24,7 +24,7 @@ from pinnacle.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 PROTEIN_MARKERS = ROOT / "resources" / "protein_markers.yaml"
 MARKERS = ROOT / "resources" / "markers.yaml"
-STATE_GENES = {g for v in compare.load_signatures(ROOT / "resources" / "states.yaml").values() for g in v["genes"]}
+STATE_GENES = an.state_genes(compare.load_signatures(ROOT / "resources" / "states.yaml"))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CITESEQ = DATA / "pbmc_citeseq_10x_subsets"
 TSANG = DATA / "dsb_citeseq_tsang"

@@ -672,8 +672,9 @@ def test_workflow_takes_truth_paths_from_layout():
         assert not by_hand.findall(code), (f.name, by_hand.findall(code))
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert "from pinnacle.simulate import layout as truth_layout" in common
-    assert "truth_layout.truth_dir(" in common and "truth_layout.twin_path(TRUTH, sample)" in common
-    assert "from pinnacle.simulate import layout" in (ROOT / "workflow" / "scripts" / "truth_check.py").read_text()
+    assert "truth_layout.truth_file(RUN.truth, name)" in common  # every truth input of the check
+    config = (ROOT / "src" / "pinnacle" / "config.py").read_text()
+    assert "truth_dir(outdir)" in config and "twin_path(self.truth, sample)" in config
 
 
 def test_null_cohort_plants_nothing(tmp_path):
@@ -737,6 +738,11 @@ def _pool_cohort(outdir: Path, *, path_of=None):
     tr = truth.loc[ids].reset_index()
     good = _good(tr)
     return sp.vstack(blocks, format="csr")[good], tr[good].reset_index(drop=True), genes
+
+
+#: genes whose out-of-type detection in the simulated tumour is ambient RNA from plasma cells and
+#: C1Q macrophages (docs/simulator.md, "Reading the tables")
+TUMOUR_AMBIENT_GENES = ("IGKC", "JCHAIN", "IGHG1", "IGLC2", "IGLL5", "C1QA")
 
 
 def leakage_table(outdir: Path, *, min_cells: int = 60) -> pd.DataFrame:
@@ -1005,4 +1011,12 @@ def test_simulator_vs_real_table_demo(tmp_path):
                              seed=1)
     print("\n" + simulator_vs_real_markdown(tmp_path / "demo"))
     lk = leakage_table(tmp_path / "demo")
-    assert (lk.loc[lk["kind"] == "out", "difference"].abs() <= 0.1).mean() >= 0.9
+    out = lk[lk["kind"] == "out"]
+    # tumour ambient RNA, not calibration (docs/simulator.md): plasma-cell immunoglobulins and
+    # C1Q-macrophage C1QA reach every droplet; blood has neither cell, so these only run high
+    tumour_ambient = out["gene"].isin(TUMOUR_AMBIENT_GENES)
+    assert (out.loc[tumour_ambient, "difference"] >= -0.1).all()
+    close = (out.loc[~tumour_ambient, "difference"].abs() <= 0.1).mean()
+    print(f"out pairs within 0.1: {close:.3f} of {(~tumour_ambient).sum()} (all pairs: "
+          f"{(out['difference'].abs() <= 0.1).mean():.3f} of {len(out)})")
+    assert close >= 0.9

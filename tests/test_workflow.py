@@ -21,9 +21,22 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow
 
 
-def _config(workdir: Path, **override) -> Path:
+def _merge(base: dict, over: dict) -> dict:
+    """Nested update, as snakemake merges a --configfile into the default config."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _config(workdir: Path, *, test_config: str = "config_demo", **override) -> Path:
+    """config/config.yaml with a .test/ overlay (the tiny demo, or real-data mode on sheets) and
+    top-level overrides, written into the working directory."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["demo"].update(n_patients=2, n_responders=1, cells_per_sample=800, dna_cells_per_sample=40)
+    cfg = _merge(cfg, yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))
+    if test_config != "config_demo":
+        cfg = _merge(cfg, yaml.safe_load((REPO / ".test" / test_config / "config.yaml").read_text()))
+        shutil.copytree(REPO / ".test" / test_config, workdir / test_config, dirs_exist_ok=True)
     for key, value in override.items():
         cfg[key] = value
     path = workdir / "config.yaml"
@@ -149,16 +162,8 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     workdir, _ = demo_run
     real = tmp_path / "real"
     shutil.copytree(workdir / "demo", real / "demo")
-    (real / "config").mkdir()
-    shutil.copy(real / "demo" / "samples.tsv", real / "config" / "samples.tsv")
-    shutil.copy(real / "demo" / "patients.tsv", real / "config" / "patients.tsv")
-    # Outside the demo, the expected doublet rate is the user's to give (cells loaded).
-    qc = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["qc"]
-    qc["doublets"]["expected_rate"] = 0.05
-    # Harmony as the chosen method here, so both integration paths run end to end.
-    integration = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["integration"]
-    integration.update(method="harmony", compare=[])
-    # A CellTypist model trained on the demo run's cells (planted labels), given by path.
+    # .test/config_sheets: the sheets, Harmony as the method (both integration paths run end to
+    # end), the expected doublet rate given as a user must. A CellTypist model trained on the demo run's cells (planted labels), given by path.
     from pinnacle import annotate
 
     demo_cells = ad.read_h5ad(workdir / "results" / "cohort" / "annotated.h5ad")
@@ -171,9 +176,7 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     corrected = demo_cells.obs_names[(demo_cells.obs["cell_type"] == "B_naive").to_numpy()][0]
     (real / "corrections.tsv").write_text(f"cell_id\tcell_type\treason\n{corrected}\tmast\tchecked by hand\n")
     annotation["corrections"] = "corrections.tsv"
-    cfg = _config(real, demo={"enabled": False}, truth="demo/truth", qc=qc, integration=integration, annotation=annotation,
-                  proteomics={"path": "demo/proteomics/proteinGroups.txt", "format": "maxquant",
-                              "quantity": "LFQ intensity"})
+    cfg = _config(real, test_config="config_sheets", annotation=annotation)
     _run(real, cfg, "--cores", "2")
     table = pd.read_csv(real / "results" / "truth_check.tsv", sep="\t")
     assert table["pass"].all(), table.to_string()
@@ -220,6 +223,20 @@ def test_bad_corrections_stop_before_any_job(tmp_path):
     said = proc.stdout + proc.stderr
     assert "corrections.tsv, line 2" in said and "'CD8_effector' is not a cell type" in said
     assert not (bad / "results").exists()
+
+
+def test_test_sheets_describe_the_tiny_demo():
+    """.test/config_sheets lists the tiny demo's own files (.test/config_demo), so real-data mode
+    runs on what the demo run wrote."""
+    from pinnacle.simulate import cohort_sheets
+
+    cfg = _merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                 yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))["demo"]
+    samples, patients = cohort_sheets(cfg["outdir"], n_patients=cfg["n_patients"],
+                                      n_responders=cfg["n_responders"], seed=cfg["seed"])
+    for name, expected in (("samples.tsv", samples), ("patients.tsv", patients)):
+        shipped = pd.read_csv(REPO / ".test" / "config_sheets" / name, sep="\t", dtype=str, keep_default_na=False)
+        pd.testing.assert_frame_equal(shipped, expected.astype(str), check_dtype=False)
 
 
 def test_shipped_sheets_describe_the_default_demo():

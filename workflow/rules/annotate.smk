@@ -23,9 +23,9 @@ rule annotate_cells:
         methods=report("results/figures/annotation_methods.png", caption="../report/annotation_methods.rst",
                        category="3. Cell types", labels={"figure": "agreement of annotation methods"}),
     params:
-        annotation=config["annotation"],
-        batch_key=config["integration"]["batch_key"],
-        seed=config["seed"],
+        annotation=CFG["annotation"],
+        batch_key=CFG["integration"]["batch_key"],
+        seed=CFG["seed"],
     log:
         "logs/cohort/annotate_cells.log",
     benchmark:
@@ -48,8 +48,8 @@ rule integration_metrics:
         figure=report("results/figures/integration_metrics.png", caption="../report/integration_metrics.rst",
                       category="2. Integration", labels={"figure": "integration metrics"}),
     params:
-        batch_key=config["integration"]["batch_key"],
-        seed=config["seed"],
+        batch_key=CFG["integration"]["batch_key"],
+        seed=CFG["seed"],
     log:
         "logs/cohort/integration_metrics.log",
     benchmark:
@@ -65,9 +65,9 @@ rule integration_metrics:
 
 rule protein_evidence:
     input:
-        prot=expand("results/rna/{sample}/prot.h5ad", sample=RNA_SAMPLES),
+        prot=expand("results/rna/{sample}/prot.h5ad", sample=RUN.rna_samples),
         labels="results/cohort/cell_labels.tsv.gz",
-        expectations=config["annotation"]["protein_markers"],
+        expectations=CFG["annotation"]["protein_markers"],
     output:
         table=report("results/tables/protein_evidence.tsv", caption="../report/protein_evidence.rst",
                      category="3. Cell types", labels={"table": "protein evidence per label"}),
@@ -75,9 +75,9 @@ rule protein_evidence:
         figure=report("results/figures/protein_evidence.png", caption="../report/protein_evidence.rst",
                       category="3. Cell types", labels={"figure": "protein evidence for RNA labels"}),
     params:
-        samples=RNA_SAMPLES,
-        max_discordant=config["annotation"]["protein_max_discordant"],
-        seed=config["seed"],
+        samples=RUN.rna_samples,
+        max_discordant=CFG["annotation"]["protein_max_discordant"],
+        seed=CFG["seed"],
     log:
         "logs/cohort/protein_evidence.log",
     benchmark:

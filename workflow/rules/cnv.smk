@@ -7,7 +7,7 @@ rule read_dna_sample:
     output:
         h5ad="results/dna/{sample}/bins.h5ad",
     params:
-        meta=lambda wc: sample_meta(wc.sample),
+        meta=lambda wc: RUN.sample_meta(wc.sample),
     log:
         "logs/dna/{sample}/read_dna_sample.log",
     benchmark:

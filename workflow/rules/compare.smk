@@ -9,7 +9,7 @@ rule pseudobulk_sample:
     output:
         "results/rna/{sample}/pseudobulk.h5ad",
     params:
-        label_key=COMPARE["label_key"],
+        label_key=CFG["compare"]["label_key"],
     log:
         "logs/rna/{sample}/pseudobulk_sample.log",
     benchmark:
@@ -27,7 +27,7 @@ rule pseudobulk_sample:
 # read from its sizes table once it exists (de_cell_types in common.smk).
 checkpoint pseudobulk_cohort:
     input:
-        expand("results/rna/{sample}/pseudobulk.h5ad", sample=RNA_SAMPLES),
+        expand("results/rna/{sample}/pseudobulk.h5ad", sample=RUN.rna_samples),
     output:
         h5ad="results/compare/pseudobulk.h5ad",
         sizes="results/tables/pseudobulk_sizes.tsv",
@@ -54,11 +54,11 @@ rule composition:
         figure=report("results/figures/composition_paired.png", caption="../report/composition.rst",
                       category="4. Comparisons", subcategory="composition", labels={"figure": "paired proportions"}),
     params:
-        meta=compare_meta(),
-        designs=DESIGNS,
-        compare=COMPARE,
-        response_levels=RESPONSE["levels"],
-        timepoints=config["timepoints"],
+        meta=RUN.compare_meta(),
+        designs=RUN.designs,
+        compare=CFG["compare"],
+        response_levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
     log:
         "logs/compare/composition.log",
     benchmark:
@@ -82,17 +82,17 @@ rule pseudobulk_de_cell_type:
         table="results/compare/de/{design}/{cell_type}.tsv",
         status="results/compare/de/{design}/{cell_type}.status.tsv",
     params:
-        meta=compare_meta(),
+        meta=RUN.compare_meta(),
         de=DE_SETTINGS,
         listed=de_listed_cell_type,
-        response_levels=RESPONSE["levels"],
-        timepoints=config["timepoints"],
+        response_levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
     log:
         "logs/compare/de/{design}/{cell_type}.log",
     benchmark:
         "benchmarks/compare/de/{design}/{cell_type}.tsv"
     wildcard_constraints:
-        design="|".join(DESIGNS),
+        design="|".join(RUN.designs),
         cell_type=CELL_TYPE_FILE_NAME,
     threads: 1
     resources:
@@ -124,14 +124,14 @@ rule pseudobulk_de:
                        category="4. Comparisons", subcategory="differential expression",
                        labels={"design": "{design}", "item": "top-gene heatmaps"}),
     params:
-        meta=compare_meta(),
-        fdr=COMPARE["fdr"],
+        meta=RUN.compare_meta(),
+        fdr=CFG["compare"]["fdr"],
     log:
         "logs/compare/pseudobulk_de_{design}.log",
     benchmark:
         "benchmarks/compare/pseudobulk_de_{design}.tsv"
     wildcard_constraints:
-        design="|".join(DESIGNS),
+        design="|".join(RUN.designs),
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
@@ -145,7 +145,7 @@ rule signature_scores:
     input:
         pseudobulk="results/compare/pseudobulk.h5ad",
         cohort="results/cohort/annotated.h5ad",
-        signatures=COMPARE["signatures"],
+        signatures=CFG["compare"]["signatures"],
     output:
         cells="results/cohort/signature_scores_cells.tsv.gz",
         scores="results/tables/signature_scores.tsv",
@@ -154,12 +154,12 @@ rule signature_scores:
         figure=report("results/figures/signature_tests.png", caption="../report/signature_tests.rst",
                       category="4. Comparisons", subcategory="signatures", labels={"figure": "signature tests"}),
     params:
-        meta=compare_meta(),
-        designs=DESIGNS,
-        compare=COMPARE,
-        response_levels=RESPONSE["levels"],
-        timepoints=config["timepoints"],
-        seed=config["seed"],
+        meta=RUN.compare_meta(),
+        designs=RUN.designs,
+        compare=CFG["compare"],
+        response_levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
+        seed=CFG["seed"],
     log:
         "logs/compare/signature_scores.log",
     benchmark:
@@ -175,15 +175,15 @@ rule signature_scores:
 
 rule signature_enrichment:
     input:
-        de=expand("results/tables/de/{design}.tsv", design=DESIGNS),
-        signatures=COMPARE["signatures"],
+        de=expand("results/tables/de/{design}.tsv", design=RUN.designs),
+        signatures=CFG["compare"]["signatures"],
     output:
         table=report("results/tables/signature_enrichment.tsv", caption="../report/signature_enrichment.rst",
                      category="4. Comparisons", subcategory="signatures", labels={"table": "enrichment"}),
         figure=report("results/figures/signature_enrichment.png", caption="../report/signature_enrichment.rst",
                       category="4. Comparisons", subcategory="signatures", labels={"figure": "enrichment"}),
     params:
-        fdr=COMPARE["fdr"],
+        fdr=CFG["compare"]["fdr"],
     log:
         "logs/compare/signature_enrichment.log",
     benchmark:
@@ -208,11 +208,11 @@ rule proteomics_tests:
         figure=report("results/figures/proteomics_volcano.png", caption="../report/proteomics_tests.rst",
                       category="4. Comparisons", subcategory="proteomics", labels={"figure": "protein volcanoes"}),
     params:
-        meta=compare_meta(),
-        designs=DESIGNS,
-        compare=COMPARE,
-        response_levels=RESPONSE["levels"],
-        timepoints=config["timepoints"],
+        meta=RUN.compare_meta(),
+        designs=RUN.designs,
+        compare=CFG["compare"],
+        response_levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
     log:
         "logs/compare/proteomics_tests.log",
     benchmark:

@@ -1,24 +1,28 @@
 # Stage 1: write the embedded demo cohort (a simulated trial with planted truth) when asked.
-if DEMO:
+if RUN.demo:
 
     rule simulate_demo_cohort:
         output:
-            rna=[samples.loc[s, "rna"] for s in RNA_SAMPLES],
-            rna_raw=[samples.loc[s, "rna_raw"] for s in RNA_SAMPLES if samples.loc[s, "rna_raw"]],
-            dna=[samples.loc[s, "dna"] for s in DNA_SAMPLES],
-            proteomics=PROTEOMICS["path"],
-            truth_cells=truth_layout.truth_file(TRUTH, truth_layout.CELLS),
-            truth_effects=truth_layout.truth_file(TRUTH, truth_layout.EFFECTS),
-            twins=[twin_path(s) for s in TWIN_SAMPLES],
+            rna=[RUN.samples.loc[s, "rna"] for s in RUN.rna_samples],
+            rna_raw=[RUN.samples.loc[s, "rna_raw"] for s in RUN.rna_samples if RUN.samples.loc[s, "rna_raw"]],
+            dna=[RUN.samples.loc[s, "dna"] for s in RUN.dna_samples],
+            proteomics=RUN.proteomics["path"],
+            truth_cells=truth_layout.truth_file(RUN.truth, truth_layout.CELLS),
+            truth_effects=truth_layout.truth_file(RUN.truth, truth_layout.EFFECTS),
+            truth_samples=truth_layout.truth_file(RUN.truth, truth_layout.SAMPLES),
+            truth_params=truth_layout.truth_file(RUN.truth, truth_layout.PARAMS),
+            truth_dna_cells=truth_layout.truth_file(RUN.truth, truth_layout.DNA_CELLS),
+            truth_proteins=truth_layout.truth_file(RUN.truth, truth_layout.PROTEINS),
+            twins=[RUN.twin_path(s) for s in RUN.twin_samples],
         params:
             outdir=lambda wildcards, output: Path(output.truth_cells).parent.parent.as_posix(),
-            n_patients=config["demo"]["n_patients"],
-            n_responders=config["demo"]["n_responders"],
-            cells_per_sample=config["demo"]["cells_per_sample"],
-            dna_cells_per_sample=config["demo"]["dna_cells_per_sample"],
-            doublet_rate=config["demo"]["doublet_rate"],
-            seed=config["demo"]["seed"],
-            interferon_twin=config["demo"]["interferon_twin"],
+            n_patients=CFG["demo"]["n_patients"],
+            n_responders=CFG["demo"]["n_responders"],
+            cells_per_sample=CFG["demo"]["cells_per_sample"],
+            dna_cells_per_sample=CFG["demo"]["dna_cells_per_sample"],
+            doublet_rate=CFG["demo"]["doublet_rate"],
+            seed=CFG["demo"]["seed"],
+            interferon_twin=CFG["demo"]["interferon_twin"],
         log:
             "logs/demo/simulate_demo_cohort.log",
         benchmark:

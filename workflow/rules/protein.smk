@@ -3,13 +3,13 @@
 
 rule read_proteomics:
     input:
-        PROTEOMICS["path"] if PROTEOMICS["path"] else [],
+        RUN.proteomics["path"] if RUN.proteomics["path"] else [],
     output:
         h5ad="results/proteomics/proteomics.h5ad",
     params:
-        format=PROTEOMICS["format"],
-        quantity=PROTEOMICS.get("quantity"),
-        samples=samples[["sample_id", "patient_id", "timepoint", "response"]].to_dict("records"),
+        format=RUN.proteomics["format"],
+        quantity=RUN.proteomics.get("quantity"),
+        samples=RUN.samples[["sample_id", "patient_id", "timepoint", "response"]].to_dict("records"),
     log:
         "logs/proteomics/read_proteomics.log",
     benchmark:

@@ -1,19 +1,19 @@
 # Stage 8: cohort outputs and the self-check against a simulated cohort's planted truth.
 
 
-if TRUTH:
+if RUN.truth:
 
     rule label_stability:
         input:
             h5ad="results/cohort/annotated.h5ad",
-            twins=[twin_path(s) for s in TWIN_SAMPLES],
-            markers=config["annotation"]["markers"],
-            states=config["annotation"]["states"],
+            twins=[RUN.twin_path(s) for s in RUN.twin_samples],
+            markers=CFG["annotation"]["markers"],
+            states=CFG["annotation"]["states"],
         output:
             "results/truth/label_stability.tsv",
         params:
-            samples=TWIN_SAMPLES,
-            annotation=config["annotation"],
+            samples=RUN.twin_samples,
+            annotation=CFG["annotation"],
         log:
             "logs/truth/label_stability.log",
         benchmark:
@@ -33,9 +33,8 @@ if TRUTH:
             report("results/truth_check.tsv", caption="../report/truth_check.rst",
                    category="0. Truth check", labels={"table": "planted truth recovered"}),
         params:
-            truth=TRUTH,
-            fdr=COMPARE["fdr"],
-            levels=RESPONSE["levels"],
+            fdr=CFG["compare"]["fdr"],
+            levels=CFG["response"]["levels"],
         log:
             "logs/truth_check.log",
         benchmark:

@@ -8,7 +8,7 @@ rule sample_hvg_stats:
     output:
         stats="results/rna/{sample}/hvg_stats.tsv",
     params:
-        n_top_genes=config["integration"]["n_top_genes"],
+        n_top_genes=CFG["integration"]["n_top_genes"],
     log:
         "logs/rna/{sample}/sample_hvg_stats.log",
     benchmark:
@@ -24,17 +24,17 @@ rule sample_hvg_stats:
 
 rule build_cohort:
     input:
-        rna=expand("results/rna/{sample}/rna.h5ad", sample=RNA_SAMPLES),
-        stats=expand("results/rna/{sample}/hvg_stats.tsv", sample=RNA_SAMPLES),
+        rna=expand("results/rna/{sample}/rna.h5ad", sample=RUN.rna_samples),
+        stats=expand("results/rna/{sample}/hvg_stats.tsv", sample=RUN.rna_samples),
     output:
         h5ad="results/cohort/rna.h5ad",
         hvg="results/cohort/hvg.tsv",
     params:
-        n_top_genes=config["integration"]["n_top_genes"],
-        extra_genes=config["integration"]["extra_genes"],
-        gene_resources=GENE_RESOURCES,
-        n_pcs=config["integration"]["n_pcs"],
-        seed=config["seed"],
+        n_top_genes=CFG["integration"]["n_top_genes"],
+        extra_genes=CFG["integration"]["extra_genes"],
+        gene_resources=RUN.gene_resources,
+        n_pcs=CFG["integration"]["n_pcs"],
+        seed=CFG["seed"],
     log:
         "logs/cohort/build_cohort.log",
     benchmark:
@@ -55,8 +55,8 @@ rule integrate:
         h5ad="results/cohort/integrated.h5ad",
         model=directory("results/cohort/scvi_model"),
     params:
-        integration=config["integration"],
-        seed=config["seed"],
+        integration=CFG["integration"],
+        seed=CFG["seed"],
     log:
         "logs/cohort/integrate.log",
     benchmark:
@@ -64,7 +64,7 @@ rule integrate:
     threads: workflow.cores
     resources:
         mem_mb=lambda wc, attempt: 16000 * attempt,
-        gpu=1 if config["gpu"] and config["integration"]["method"] == "scvi" else 0,
+        gpu=1 if CFG["gpu"] and CFG["integration"]["method"] == "scvi" else 0,
     conda:
         "../../envs/pinnacle.yaml"
     script:
@@ -78,8 +78,8 @@ rule plot_integration:
         figure=report("results/figures/umap_integration.png", caption="../report/umap_integration.rst",
                       category="2. Integration", labels={"figure": "UMAP before / after integration"}),
     params:
-        batch_key=config["integration"]["batch_key"],
-        leiden=f"leiden_{config['integration']['leiden_resolutions'][0]}",
+        batch_key=CFG["integration"]["batch_key"],
+        leiden=f"leiden_{CFG['integration']['leiden_resolutions'][0]}",
     log:
         "logs/cohort/plot_integration.log",
     benchmark:
@@ -95,7 +95,7 @@ rule plot_integration:
 
 rule merge_samples:
     input:
-        rna=expand("results/rna/{sample}/rna.h5ad", sample=RNA_SAMPLES),
+        rna=expand("results/rna/{sample}/rna.h5ad", sample=RUN.rna_samples),
     output:
         h5ad="results/cohort/rna_counts.h5ad",
         cells="results/cohort/cells.tsv.gz",

@@ -13,9 +13,9 @@ rule qc_sample:
                       category="1. Quality control", subcategory="per sample",
                       labels={"sample": "{sample}"}),
     params:
-        meta=lambda wc: sample_meta(wc.sample),
-        qc=config["qc"],
-        seed=config["seed"],
+        meta=lambda wc: RUN.sample_meta(wc.sample),
+        qc=CFG["qc"],
+        seed=CFG["seed"],
     log:
         "logs/rna/{sample}/qc_sample.log",
     benchmark:
@@ -31,8 +31,8 @@ rule qc_sample:
 
 rule qc_summary:
     input:
-        cells=expand("results/rna/{sample}/cells.tsv.gz", sample=RNA_SAMPLES),
-        summaries=expand("results/rna/{sample}/qc.tsv", sample=RNA_SAMPLES),
+        cells=expand("results/rna/{sample}/cells.tsv.gz", sample=RUN.rna_samples),
+        summaries=expand("results/rna/{sample}/qc.tsv", sample=RUN.rna_samples),
     output:
         table=report("results/rna/qc_summary.tsv", caption="../report/qc_summary_table.rst",
                      category="1. Quality control", labels={"table": "per-sample QC summary"}),

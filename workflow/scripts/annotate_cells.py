@@ -13,12 +13,10 @@ adata = ad.read_h5ad(snakemake.input.h5ad)
 markers = annotate.load_markers(snakemake.input.markers)
 states = compare.load_signatures(snakemake.input.states)
 cluster_key = f"leiden_{cfg['cluster_resolution']}"
-if cluster_key not in adata.obs:
-    raise ValueError(f"annotation.cluster_resolution {cfg['cluster_resolution']} is not one of "
-                     f"integration.leiden_resolutions (obs has {[c for c in adata.obs if c.startswith('leiden_')]}).")
+# annotation.cluster_resolution is one of integration.leiden_resolutions: pinnacle.config checks it
 annotate.annotate_by_markers(adata, markers, cluster_key=cluster_key, min_score=cfg["min_score"],
                              min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
-                             state_genes={g for rec in states.values() for g in rec["genes"]},
+                             state_genes=annotate.state_genes(states),
                              skip_lineages=cfg["skip_lineages"], random_state=snakemake.params.seed,
                              where=snakemake.input.markers)
 annotate.score_states(adata, states, random_state=snakemake.params.seed)

@@ -15,7 +15,7 @@ states = compare.load_signatures(snakemake.input.states)
 twins = [io.split_features(io.read_rna(p, sample_id=s))[0]
          for s, p in zip(snakemake.params.samples, snakemake.input.twins, strict=True)]
 table = tc.label_stability(cohort, twins, markers=annotate.load_markers(snakemake.input.markers),
-                           state_genes={g for rec in states.values() for g in rec["genes"]},
+                           state_genes=annotate.state_genes(states),
                            cluster_key=f"leiden_{cfg['cluster_resolution']}", min_score=cfg["min_score"],
                            min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
                            skip_lineages=cfg["skip_lineages"])

@@ -1,7 +1,7 @@
-"""Adapter: gather each stage's results and compare them with the simulated truth."""
+"""Adapter: gather each stage's results and compare them with the simulated truth (every truth
+table is a declared input: common.smk truth_check_inputs)."""
 import json
 import sys
-from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")
 
@@ -9,13 +9,12 @@ import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pinnacle import truth_check as tc  # noqa: E402
-from pinnacle.simulate import layout  # noqa: E402  (the truth/ folder's file names)
 
 inp = snakemake.input
-truth = Path(snakemake.params.truth)
 truth_cells = pd.read_csv(inp.truth_cells, sep="\t")
-truth_samples = pd.read_csv(layout.truth_file(truth, layout.SAMPLES), sep="\t")
-params = json.loads(Path(layout.truth_file(truth, layout.PARAMS)).read_text())
+truth_samples = pd.read_csv(inp.truth_samples, sep="\t")
+with open(inp.truth_params) as fh:
+    params = json.load(fh)
 cells = pd.concat([pd.read_csv(p, sep="\t", index_col="cell_id") for p in inp.cells])
 qc_summary = pd.read_csv(inp.qc_summary, sep="\t")
 cohort = pd.read_csv(inp.cohort_cells, sep="\t", index_col="cell_id")
@@ -35,14 +34,14 @@ if "label_stability" in inp.keys():
     rows += tc.check_label_stability(pd.read_csv(inp.label_stability, sep="\t"))
 if inp.dna:
     dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
-    rows += tc.check_dna_reading(dna_ids, pd.read_csv(layout.truth_file(truth, layout.DNA_CELLS), sep="\t"))
+    rows += tc.check_dna_reading(dna_ids, pd.read_csv(inp.truth_dna_cells, sep="\t"))
 if "proteomics" in inp.keys():
     prot = ad.read_h5ad(inp.proteomics)
-    truth_prot = pd.read_csv(layout.truth_file(truth, layout.PROTEINS), sep="\t")
+    truth_prot = pd.read_csv(inp.truth_proteins, sep="\t")
     truth_prot = truth_prot[~truth_prot["kind"].isin(["contaminant", "reverse", "only_by_site"])]
     rows += tc.check_proteomics_reading(prot.var["protein_id"], prot.n_obs, truth_prot, len(truth_samples))
 rows += tc.check_protein_evidence(pd.read_csv(inp.protein_evidence, sep="\t", index_col="cell_id"), truth_cells)
-effects = pd.read_csv(layout.truth_file(truth, layout.EFFECTS), sep="\t")
+effects = pd.read_csv(inp.truth_effects, sep="\t")
 fdr = snakemake.params.fdr
 composition = pd.read_csv(inp.composition, sep="\t")
 rows += tc.check_composition(composition, effects, fdr=fdr)

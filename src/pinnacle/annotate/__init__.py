@@ -45,7 +45,7 @@ from pinnacle.protein import (PROTEIN_EVIDENCE, call_tags, clr, isotype_controls
 from ._constants import DEFAULTS, MAJOR_TYPES, METHOD_NAME, UNKNOWN
 from ._corrections import apply_corrections, load_corrections
 from ._markers import (check_markers_present, drop_absent_sets, load_markers, marker_sets, panel_gaps,
-                       remove_state_genes)
+                       remove_state_genes, state_genes)
 from ._scoring import annotate_by_markers, assign_labels, score_markers
 from ._tables import cell_type_counts, crosstab_clusters, plot_marker_dotplot, plot_state_scores, score_states
 from ._transfer import (annotate_celltypist, annotate_scanvi, consensus_labels, method_agreement,
@@ -53,7 +53,7 @@ from ._transfer import (annotate_celltypist, annotate_scanvi, consensus_labels, 
 
 __all__ = [
     "MAJOR_TYPES", "UNKNOWN", "DEFAULTS", "METHOD_NAME",
-    "load_markers", "marker_sets", "check_markers_present", "drop_absent_sets", "remove_state_genes",
+    "load_markers", "marker_sets", "check_markers_present", "drop_absent_sets", "remove_state_genes", "state_genes",
     "panel_gaps", "score_markers", "assign_labels", "annotate_by_markers",
     "cell_type_counts", "crosstab_clusters", "score_states", "plot_state_scores", "plot_marker_dotplot",
     "train_celltypist_model", "annotate_celltypist", "annotate_scanvi", "consensus_labels",

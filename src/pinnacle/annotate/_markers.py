@@ -264,6 +264,12 @@ def drop_absent_sets(markers: Mapping, var_names: Iterable[str], *,
     return out, dropped
 
 
+def state_genes(states: Mapping) -> set[str]:
+    """Every gene of the state programmes (``compare.load_signatures('resources/states.yaml')``):
+    the genes :func:`remove_state_genes` keeps out of identity scoring."""
+    return {str(g) for rec in states.values() for g in rec["genes"]}
+
+
 def remove_state_genes(markers: Mapping, state_genes: Iterable[str], *,
                        where: str = "annotation markers") -> tuple[dict, pd.DataFrame]:
     """Copy of ``markers`` without the genes of cell states (``resources/states.yaml``).
