@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     picks = []
     for arm, sub in pc.groupby("arm", sort=False):
         have = int((allg.loc[allg["gene_symbol"].isin(fixed), "arm"] == arm).sum())
-        k = max(int(round(len(sub) * frac)), MIN_PER_ARM - have, 0)
+        k = max(round(len(sub) * frac), MIN_PER_ARM - have, 0)
         k = min(k, len(sub))
         if k == 0:
             continue

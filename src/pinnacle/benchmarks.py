@@ -13,7 +13,17 @@ import pandas as pd
 
 
 def collect(root: str | Path) -> pd.DataFrame:
-    """One row per benchmark file: job (path below ``root``), seconds, peak RSS in MB."""
+    """One row per benchmark file: job (path below ``root``), seconds, peak RSS in MB.
+
+    Parameters
+    ----------
+    root
+        The ``benchmarks/`` folder of a run (searched recursively for ``*.tsv``).
+
+    Returns
+    -------
+    ``job``, ``seconds``, ``max_rss_mb``, ``cpu_time``, slowest job first.
+    """
     root = Path(root)
     rows = []
     for path in sorted(root.rglob("*.tsv")):
@@ -29,6 +39,17 @@ def collect(root: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: write :func:`collect`'s table and print the slowest jobs.
+
+    Parameters
+    ----------
+    argv
+        ``[BENCHMARK_DIR, OUT.tsv]``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    The exit status (2 on a usage error).
+    """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m pinnacle.benchmarks BENCHMARK_DIR OUT.tsv", file=sys.stderr)

@@ -38,9 +38,30 @@ OPTIONAL_FILE_KEYS = (("annotation", "celltypist_model"), ("annotation", "scanvi
 class Run:
     """What the rules need, computed once: read it, never edit it.
 
-    ``config`` is the effective config (a deep copy of the validated one with demo defaults and
-    resolved resource paths); ``samples`` is indexed by sample id and carries the patient's
-    response; ``truth`` is the simulated cohort's truth folder ("" for real data).
+    Attributes
+    ----------
+    config
+        The effective config: a deep copy of the validated one with demo defaults and resolved
+        resource paths.
+    basedir
+        The pipeline folder.
+    demo
+        The run simulates its own cohort.
+    samples, patients
+        The checked sheets; ``samples`` is indexed by sample id and carries the patient's
+        response.
+    truth
+        The simulated cohort's truth folder ("" for real data).
+    proteomics
+        The ``proteomics`` config section.
+    designs
+        Names of the comparison designs configured (``compare.designs``, expanded per response level).
+    gene_resources
+        Curated YAML files whose genes the cohort object always keeps.
+    rna_samples, dna_samples
+        Samples with an scRNA / scDNA file.
+    twin_samples
+        Samples with an interferon-off twin in the truth folder.
     """
 
     config: Mapping
@@ -57,11 +78,23 @@ class Run:
     twin_samples: tuple[str, ...] = field(default=())
 
     def twin_path(self, sample: str) -> str:
-        """The simulator's interferon-off twin of a resection sample."""
+        """The simulator's interferon-off twin of a resection sample.
+
+        Parameters
+        ----------
+        sample
+            The resection sample's id.
+        """
         return twin_path(self.truth, sample)
 
     def sample_meta(self, sample: str) -> dict:
-        """Per-sample metadata for adapters (never read config inside a script)."""
+        """Per-sample metadata for adapters (never read config inside a script).
+
+        Parameters
+        ----------
+        sample
+            A sample id of :attr:`samples`.
+        """
         row = self.samples.loc[sample]
         return {"sample_id": sample, "patient_id": row["patient_id"], "timepoint": row["timepoint"],
                 "response": row["response"]}

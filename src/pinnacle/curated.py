@@ -28,6 +28,18 @@ def _construct_mapping(loader, node, deep=False):
 
 
 class DuplicateKey(Exception):
+    """Raised by :class:`UniqueKeyLoader`; readers turn it into an :class:`InputError` with the lines.
+
+    Parameters
+    ----------
+    key
+        The repeated key.
+    line
+        1-based line of the repetition.
+    first_line
+        1-based line where the key was first given.
+    """
+
     def __init__(self, key, line, first_line):
         super().__init__(key)
         self.key, self.line, self.first_line = key, line, first_line
@@ -37,6 +49,19 @@ UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, 
 
 
 def gene_list(value, where: str, key: str, *, required: bool) -> list[str]:
+    """A YAML gene list, checked: symbols (a single string counts as one), none repeated.
+
+    Parameters
+    ----------
+    value
+        The parsed value (None = empty).
+    where
+        The file and entry, for messages.
+    key
+        The key holding the list, for messages.
+    required
+        An empty list is an :class:`InputError` (a set's positive markers).
+    """
     if value is None:
         value = []
     if isinstance(value, str):
@@ -56,7 +81,19 @@ def gene_list(value, where: str, key: str, *, required: bool) -> list[str]:
 
 def resource_entry(entry, where: str, allowed: set[str], *, resource: str) -> str:
     """Check one entry of a curated YAML resource: a mapping with only ``allowed`` keys and a
-    non-empty ``source``; returns the source."""
+    non-empty ``source``; returns the source.
+
+    Parameters
+    ----------
+    entry
+        The parsed entry.
+    where
+        The file and entry, for messages.
+    allowed
+        Keys the entry may have.
+    resource
+        The resource file whose header documents the format, for messages.
+    """
     if not isinstance(entry, Mapping):
         raise InputError(where, f"expected a mapping with {sorted(allowed)}, got {type(entry).__name__}.",
                          f"see the format at the top of {resource}.")

@@ -2,7 +2,17 @@
 
 
 class InputError(ValueError):
-    """Bad user input. The message names the file (and row/key), what is wrong, and the fix."""
+    """Bad user input. The message names the file (and row/key), what is wrong, and the fix.
+
+    Parameters
+    ----------
+    where
+        The file, with line, column or key where known.
+    problem
+        What is wrong, with the bad value.
+    fix
+        What to do about it.
+    """
 
     def __init__(self, where: str, problem: str, fix: str | None = None):
         self.where = str(where)

@@ -76,6 +76,11 @@ def load_protein_expectations(path) -> dict:
     subtype's ``expect`` holds its major type's entries overridden by its own, so the lineage
     facts are written once. Raises :class:`InputError` naming the file and entry for unknown or
     repeated keys, missing sources, undefined tags and calls other than ``pos``/``neg``.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
     """
     path = Path(path)
     if not path.is_file():
@@ -96,7 +101,8 @@ def load_protein_expectations(path) -> dict:
         entry = _prot_keys(entry, f"{path}: tags > '{tag}'", _PROT_TAG_KEYS)
         aliases = entry.get("aliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise InputError(f"{path}: tags > '{tag}'", "'aliases' must be a list of names.", "write 'aliases: [CD3, CD3E]'.")
+            raise InputError(f"{path}: tags > '{tag}'", "'aliases' must be a list of names.",
+                             "write 'aliases: [CD3, CD3E]'.")
         tags[str(tag)] = [str(tag)] + [a for a in aliases if a != str(tag)]
     labels: dict[str, dict] = {}
     for major, entry in raw["cell_types"].items():
@@ -135,7 +141,15 @@ def _tag_key(name: str) -> str:
 
 def match_tags(var_names: Iterable[str], tags: Mapping[str, list[str]]) -> dict[str, str]:
     """``{canonical tag: column of the data}`` for the tags of ``tags`` (canonical -> aliases)
-    that the panel has. Several columns for one tag (two clones): the first is used."""
+    that the panel has. Several columns for one tag (two clones): the first is used.
+
+    Parameters
+    ----------
+    var_names
+        The panel's tag names.
+    tags
+        ``{canonical tag: [aliases]}`` (``load_protein_expectations(...)["tags"]``).
+    """
     lookup = {_tag_key(a): canon for canon, aliases in tags.items() for a in aliases}
     found: dict[str, str] = {}
     for name in map(str, var_names):
@@ -151,7 +165,13 @@ def match_tags(var_names: Iterable[str], tags: Mapping[str, list[str]]) -> dict[
 
 def isotype_controls(var_names: Iterable[str]) -> list[str]:
     """Tags that are isotype controls: names containing 'isotype' or 'control' (IgG1_control,
-    MouseIgG1kappaisotype_PROT). IgA/IgD/IgM are real targets and are not matched."""
+    MouseIgG1kappaisotype_PROT). IgA/IgD/IgM are real targets and are not matched.
+
+    Parameters
+    ----------
+    var_names
+        The panel's tag names.
+    """
     return [str(v) for v in var_names if re.search(r"isotype|control", str(v), flags=re.IGNORECASE)]
 
 
@@ -164,6 +184,15 @@ def clr(prot: ad.AnnData, *, layer: str | None = None, key_added: str = "clr") -
     ``prot.pp.clr(axis=1)``; muon's default ``axis=0`` and Seurat's default ``margin=1`` centre
     each tag across cells instead, which leaves the per-cell capture differences in. Hand-written
     (muon is not a dependency; the formula is one line). Counts from ``layers[layer]`` or ``X``.
+
+    Parameters
+    ----------
+    prot
+        Antibody counts (cells x tags); the layer is added in place.
+    layer
+        Layer with the counts; default ``X``.
+    key_added
+        Layer to write.
     """
     X = prot.layers[layer] if layer is not None else prot.X
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
@@ -230,10 +259,34 @@ def call_tags(prot: ad.AnnData, tags: Iterable[str], *, layer: str = "clr", min_
     at or below the isotype controls' ``isotype_quantile`` (the background of non-binding
     antibodies), and left undetermined (NaN) otherwise, or without isotype controls.
 
-    The CLR is computed into ``layers[layer]`` when absent. Returns ``(calls, thresholds)``:
-    calls (cells x tags: 1.0 positive, 0.0 negative, NaN undetermined) and one row per tag
-    (``threshold`` (the valley), ``positive_above``, ``method`` mixture / isotype /
-    undetermined, ``separation``, ``positive_fraction`` and ``undetermined_fraction``).
+    Parameters
+    ----------
+    prot
+        One sample's antibody counts (cells x tags); the CLR is computed into ``layers[layer]``
+        when absent.
+    tags
+        Columns (var_names) to call.
+    layer
+        Layer holding the CLR values.
+    min_separation
+        Smallest Ashman's D of a trusted mixture split.
+    min_fraction
+        Smallest share of cells in the smaller mode.
+    min_cells
+        Fewest cells in the smaller mode.
+    negative_sd
+        Sds above the negative mode's median where positives start.
+    isotype_quantile
+        Quantile of the isotype controls' CLR values taken as background.
+    random_state
+        Seed for the mixture.
+
+    Returns
+    -------
+    ``(calls, thresholds)``: calls (cells x tags: 1.0 positive, 0.0 negative, NaN
+    undetermined) and one row per tag (``threshold`` (the valley), ``positive_above``,
+    ``method`` mixture / isotype / undetermined, ``separation``, ``positive_fraction`` and
+    ``undetermined_fraction``).
     """
     if layer not in prot.layers:
         clr(prot, key_added=layer)
@@ -283,21 +336,39 @@ def protein_evidence(prot: ad.AnnData, labels: pd.DataFrame, expectations: Mappi
                      **call_options) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check one sample's RNA labels against its antibody tags; one row per cell of ``labels``.
 
-    ``prot``: one sample's raw tag counts (cells x tags, any number of tags, 0 included);
-    ``labels``: obs-like table indexed by cell id with ``label_key`` (and ``major_key``, used when
-    the subtype is unknown or has no entry); ``expectations``: :func:`load_protein_expectations`.
     Tags are found by alias (:func:`match_tags`), CLR-normalised per cell (:func:`clr`, over the
-    whole panel) and called per tag in this sample (:func:`call_tags`; ``call_options`` go there).
+    whole panel) and called per tag in this sample (:func:`call_tags`).
 
-    Returns ``(cells, tags)``. ``cells`` columns: ``protein_label`` (the label whose expectation
+    Parameters
+    ----------
+    prot
+        One sample's raw tag counts (cells x tags, any number of tags, 0 included).
+    labels
+        obs-like table indexed by cell id with ``label_key`` (and ``major_key``).
+    expectations
+        :func:`load_protein_expectations` output.
+    label_key
+        Column of the label checked.
+    major_key
+        Column of the major type, used when the label is unknown or has no entry.
+    max_discordant
+        Most discordant tags a confirmed cell may have (default: none, since lineage tags are
+        near on/off).
+    random_state
+        Seed for :func:`call_tags`.
+    call_options
+        Further options of :func:`call_tags`.
+
+    Returns
+    -------
+    ``(cells, tags)``. ``cells`` columns: ``protein_label`` (the label whose expectation
     applied), ``tag_<TAG>`` (1 positive, 0 negative, NaN undetermined or not in the panel),
-    ``n_tags_checked``, ``n_tags_discordant``,
-    ``discordant_tags`` (observed state of each discordant tag, e.g. ``CD4+ CD8-``) and
-    ``protein_evidence``: ``contradicts`` when more than ``max_discordant`` checked tags
-    disagree with the expectation (default: any, since lineage tags are near on/off), else
-    ``confirms``; ``no_tags`` when no expected tag was measured and called (no CITE-seq, or the
-    panel lacks them); ``no_expectation`` for a label without an entry (``unknown``) in a cell
-    that has tag calls. ``tags``: one row per matched tag (``tag``, the panel's ``column``, and
+    ``n_tags_checked``, ``n_tags_discordant``, ``discordant_tags`` (observed state of each
+    discordant tag, e.g. ``CD4+ CD8-``) and ``protein_evidence``: ``contradicts`` when more than
+    ``max_discordant`` checked tags disagree with the expectation, else ``confirms``;
+    ``no_tags`` when no expected tag was measured and called (no CITE-seq, or the panel lacks
+    them); ``no_expectation`` for a label without an entry (``unknown``) in a cell that has tag
+    calls. ``tags``: one row per matched tag (``tag``, the panel's ``column``, and
     :func:`call_tags`' columns), for the run log; empty without tags.
     """
     if label_key not in labels:
@@ -348,7 +419,15 @@ def protein_evidence_by_label(cells: pd.DataFrame, expectations: Mapping) -> pd.
     none was checked), ``n_contradicts``, and per canonical tag the share of called cells that
     are positive (``pos_<TAG>``) beside the expected call (``expected_<TAG>``: pos, neg or empty).
     Rows follow the order of the expectation file, then other labels; a label none of whose
-    cells has a tag call is left out, so without CITE-seq the table is empty (with its columns)."""
+    cells has a tag call is left out, so without CITE-seq the table is empty (with its columns).
+
+    Parameters
+    ----------
+    cells
+        The ``cells`` tables of :func:`protein_evidence`, samples stacked.
+    expectations
+        :func:`load_protein_expectations` output.
+    """
     tags = list(expectations["tags"])
     cols = (["label", "n_cells", "n_checked", "n_contradicts", "agreement"]
             + [f"pos_{t}" for t in tags] + [f"expected_{t}" for t in tags])
@@ -376,7 +455,15 @@ def plot_protein_evidence(table: pd.DataFrame, *, title: str = "Protein evidence
     """Heatmap of :func:`protein_evidence_by_label`: share of each label's cells positive for
     each tag (colour), the expected call written in the cell (+ / -; red when the majority of
     cells disagree with it), and the label's agreement and cells on the right. Without tags
-    (no CITE-seq, or none of the tags in the panel) the figure says so. Returns a Figure."""
+    (no CITE-seq, or none of the tags in the panel) the figure says so. Returns a Figure.
+
+    Parameters
+    ----------
+    table
+        :func:`protein_evidence_by_label` output.
+    title
+        Figure title.
+    """
     import matplotlib.pyplot as plt
 
     tags = [c[len("pos_"):] for c in table.columns if c.startswith("pos_")]

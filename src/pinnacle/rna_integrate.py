@@ -15,8 +15,8 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import scanpy as sc
 import pandas as pd
+import scanpy as sc
 from anndata.experimental import concat_on_disk
 
 from pinnacle.errors import InputError
@@ -31,6 +31,15 @@ def merge_samples_on_disk(paths: Sequence[str | Path], out: str | Path, *,
     Genes are joined with ``join`` (``inner``: genes measured in every sample). Returns the
     cohort's obs table. The output is written to a temporary name and renamed at the end, so an
     interrupted merge never leaves a file that looks complete.
+
+    Parameters
+    ----------
+    paths
+        Per-sample h5ad files, cell ids already unique across samples.
+    out
+        The cohort h5ad to write.
+    join
+        ``"inner"`` or ``"outer"``, as in :func:`anndata.concat`.
     """
     if not paths:
         raise InputError("sample sheet", "no sample has an 'rna' file.", "give at least one scRNA-seq matrix.")
@@ -75,6 +84,19 @@ def sample_hvg_stats(adata: ad.AnnData, *, n_top_genes: int = 2000,
     batch_key=...)``; computing it per sample lets the cohort pick HVGs without holding all
     samples' full-gene matrices at once. The loess fit can fail on small samples ("near
     singularities"); wider spans are then tried and the span used is recorded.
+
+    Parameters
+    ----------
+    adata
+        One sample, raw counts in ``X``.
+    n_top_genes
+        HVGs asked of scanpy (only the statistics are kept).
+    spans
+        Loess spans to try in turn.
+
+    Returns
+    -------
+    ``means`` and ``variances_norm`` per gene (index ``gene``); ``attrs['span']`` is the span used.
     """
     last_err = None
     for span in spans:
@@ -100,6 +122,18 @@ def select_hvgs(stats: dict[str, pd.DataFrame], *, n_top_genes: int = 2000) -> p
     number of samples where it ranks in the top ``n_top_genes``, its ``highly_variable_rank``
     the median of those ranks; genes are sorted by rank, then by number of samples.
     Genes missing from a sample (different references) count as not variable there.
+
+    Parameters
+    ----------
+    stats
+        ``{sample_id: sample_hvg_stats(...)}``.
+    n_top_genes
+        HVGs to mark, and the per-sample rank that counts as variable.
+
+    Returns
+    -------
+    Per gene: ``highly_variable_rank``, ``highly_variable_nbatches``, ``variances_norm`` (mean over
+    samples) and ``highly_variable``.
     """
     genes = sorted(set.union(*(set(s.index) for s in stats.values())))
     genes = pd.Index(genes)
@@ -124,7 +158,15 @@ def select_hvgs(stats: dict[str, pd.DataFrame], *, n_top_genes: int = 2000) -> p
 
 
 def normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
-    """Counts to ``layers['counts']``; ``X`` = log1p of counts per ``target_sum`` (float32, sparse)."""
+    """Counts to ``layers['counts']``; ``X`` = log1p of counts per ``target_sum`` (float32, sparse).
+
+    Parameters
+    ----------
+    adata
+        Raw counts in ``X`` (or already in ``layers['counts']``, which is then kept); in place.
+    target_sum
+        Counts per cell after scaling.
+    """
     if "counts" not in adata.layers:
         adata.layers["counts"] = adata.X.copy()
     adata.X = adata.layers["counts"].astype(np.float32, copy=True)
@@ -134,7 +176,17 @@ def normalise(adata: ad.AnnData, *, target_sum: float = 1e4) -> ad.AnnData:
 
 
 def pca(adata: ad.AnnData, *, n_comps: int = 50, random_state: int = 0) -> ad.AnnData:
-    """PCA on the HVGs of sparse log-normalised ``X`` without densifying (implicit centring)."""
+    """PCA on the HVGs of sparse log-normalised ``X`` without densifying (implicit centring).
+
+    Parameters
+    ----------
+    adata
+        Log-normalised ``X``; ``var['highly_variable']`` restricts the genes when present.
+    n_comps
+        Components wanted (fewer when cells or genes are too few).
+    random_state
+        Seed for ARPACK.
+    """
     use_hvg = "highly_variable" in adata.var and adata.var["highly_variable"].any()
     n_comps = int(min(n_comps, adata.n_obs - 1, (adata.var["highly_variable"].sum() if use_hvg else adata.n_vars) - 1))
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable" if use_hvg else None,
@@ -146,7 +198,19 @@ def pca(adata: ad.AnnData, *, n_comps: int = 50, random_state: int = 0) -> ad.An
 def scvi_max_epochs(n_cells: int, *, cap: int = 400, batch_size: int = 1024, min_steps: int = 0) -> int:
     """scvi-tools' own heuristic (min(round(20,000 / n_cells x 400), 400)), capped by ``cap``,
     but never fewer epochs than ``min_steps`` gradient steps need: a small cohort trained for
-    the cap alone sees too few minibatches to learn the batch effect."""
+    the cap alone sees too few minibatches to learn the batch effect.
+
+    Parameters
+    ----------
+    n_cells
+        Cells in the training data.
+    cap
+        Largest number of epochs.
+    batch_size
+        Minibatch size (steps per epoch = cells / batch size).
+    min_steps
+        Fewest gradient steps to train for.
+    """
     epochs = min(round(20000 / max(n_cells, 1) * 400), 400, cap)
     steps_per_epoch = max(1, -(-n_cells // batch_size))
     floor = -(-min_steps // steps_per_epoch)
@@ -161,6 +225,35 @@ def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_late
 
     Returns ``(adata, model)``; the latent is ``obsm[key_added]`` and
     ``uns['scvi']`` records epochs, device and the final training loss.
+
+    Parameters
+    ----------
+    adata
+        The cohort; ``var['highly_variable']`` selects the genes, ``layers[layer]`` holds counts.
+    batch_key
+        obs column of the batch (sample).
+    layer
+        Layer with raw counts.
+    n_latent
+        Latent dimensions.
+    n_layers
+        Hidden layers of the encoder and decoder.
+    max_epochs
+        Fixed epochs; default :func:`scvi_max_epochs`.
+    epoch_cap
+        ``cap`` of :func:`scvi_max_epochs`.
+    accelerator
+        Lightning accelerator (``"auto"``, ``"cpu"``, ``"gpu"``).
+    batch_size
+        Minibatch size.
+    min_steps
+        ``min_steps`` of :func:`scvi_max_epochs`.
+    random_state
+        scvi-tools seed.
+    n_threads
+        CPU threads for torch (default: torch's choice).
+    key_added
+        obsm key of the latent.
     """
     import scvi
     import torch
@@ -187,7 +280,23 @@ def run_scvi(adata: ad.AnnData, *, batch_key: str, layer: str = "counts", n_late
 
 def run_harmony(adata: ad.AnnData, *, batch_key: str, basis: str = "X_pca", random_state: int = 0,
                 key_added: str = "X_harmony", max_iter: int = 20) -> ad.AnnData:
-    """Harmony (harmonypy) on the PCA: the CPU alternative to scVI."""
+    """Harmony (harmonypy) on the PCA: the CPU alternative to scVI.
+
+    Parameters
+    ----------
+    adata
+        The cohort with ``obsm[basis]``; the corrected embedding is added in place.
+    batch_key
+        obs column of the batch.
+    basis
+        obsm key of the embedding to correct.
+    random_state
+        Seed for harmonypy.
+    key_added
+        obsm key of the corrected embedding.
+    max_iter
+        Harmony iterations.
+    """
     import harmonypy
 
     ho = harmonypy.run_harmony(adata.obsm[basis], adata.obs, [batch_key], random_state=random_state,
@@ -201,7 +310,21 @@ def run_harmony(adata: ad.AnnData, *, batch_key: str, basis: str = "X_pca", rand
 
 def cluster(adata: ad.AnnData, *, use_rep: str, resolutions=(0.5, 1.0), n_neighbors: int = 15,
             random_state: int = 0) -> ad.AnnData:
-    """Neighbours on the chosen embedding, UMAP, Leiden at each resolution (``leiden_{res}``)."""
+    """Neighbours on the chosen embedding, UMAP, Leiden at each resolution (``leiden_{res}``).
+
+    Parameters
+    ----------
+    adata
+        The cohort; neighbours, ``obsm['X_umap']`` and the Leiden columns are added in place.
+    use_rep
+        obsm key to build the neighbour graph on.
+    resolutions
+        Leiden resolutions; empty for UMAP only.
+    n_neighbors
+        Neighbours per cell.
+    random_state
+        Seed for neighbours, UMAP and Leiden.
+    """
     sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
     sc.tl.umap(adata, random_state=random_state)
     for res in resolutions:
@@ -218,7 +341,29 @@ def integrate(adata: ad.AnnData, *, method: str, compare: Sequence[str] = (), ba
               random_state: int = 0, n_threads: int | None = None):
     """Run the chosen method and those to compare, then neighbours, UMAP and Leiden on the
     chosen embedding; the unintegrated PCA's UMAP is kept in ``obsm['X_umap_pca']`` for the
-    before/after figure. Returns ``(adata, scvi_model or None)``."""
+    before/after figure. Returns ``(adata, scvi_model or None)``.
+
+    Parameters
+    ----------
+    adata
+        The normalised cohort with ``obsm['X_pca']``.
+    method
+        ``"scvi"``, ``"harmony"`` or ``"none"`` (PCA): the embedding clustered downstream.
+    compare
+        Further methods run only for the metrics and figures.
+    batch_key
+        obs column of the batch.
+    scvi_options
+        Keyword options for :func:`run_scvi`.
+    resolutions
+        Leiden resolutions on the chosen embedding.
+    n_neighbors
+        Neighbours per cell.
+    random_state
+        Seed for every step.
+    n_threads
+        CPU threads for torch.
+    """
     methods = [method] + [m for m in compare if m != method]
     model = None
     for m in methods:
@@ -243,6 +388,25 @@ def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_
     Batch: iLISI (scaled 0-1, higher = better mixed), batch silhouette, graph connectivity.
     Bio: cLISI, label silhouette, ARI/NMI of k-means clusters vs labels. Each embedding is
     scored on the same cells, so rows compare directly (unintegrated PCA is the baseline).
+
+    Parameters
+    ----------
+    adata
+        The cohort with the embeddings in ``obsm``.
+    embeddings
+        ``{name: obsm key}``; one row each.
+    batch_key
+        obs column of the batch.
+    label_key
+        obs column of the cell labels.
+    n_neighbors
+        Neighbours for the kNN-based metrics.
+    random_state
+        Seed for the neighbour search.
+
+    Returns
+    -------
+    One row per embedding: the seven metrics, ``batch_score`` and ``bio_score`` (their means).
     """
     import jax
 
@@ -279,7 +443,13 @@ def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_
 
 def genes_in_yaml(data) -> set[str]:
     """Every gene named under a ``markers``, ``negative`` or ``genes`` key of a parsed YAML
-    resource (marker sets, signatures), at any depth."""
+    resource (marker sets, signatures), at any depth.
+
+    Parameters
+    ----------
+    data
+        The parsed YAML (dicts and lists).
+    """
     found: set[str] = set()
     if isinstance(data, dict):
         for key, value in data.items():
@@ -295,7 +465,15 @@ def genes_in_yaml(data) -> set[str]:
 
 def cohort_genes(hvg: pd.DataFrame, *, extra: set[str] | Sequence[str] = ()) -> list[str]:
     """The genes the cohort object holds: the HVGs, then every extra gene (markers, signatures,
-    config) that the samples measured. Marks them in ``hvg['in_cohort']``."""
+    config) that the samples measured. Marks them in ``hvg['in_cohort']``.
+
+    Parameters
+    ----------
+    hvg
+        :func:`select_hvgs` output; gets an ``in_cohort`` column.
+    extra
+        Genes to keep besides the HVGs.
+    """
     variable = list(hvg.index[hvg["highly_variable"]])
     genes = variable + sorted(set(extra) - set(variable))
     genes = [g for g in genes if g in hvg.index]
@@ -308,6 +486,17 @@ def build_cohort(samples, *, genes: Sequence[str]) -> ad.AnnData:
 
     Each sample is cut to the cohort genes as soon as it is read, so only one sample's full
     gene matrix is ever in memory. Genes a sample lacks are dropped from the cohort (logged).
+
+    Parameters
+    ----------
+    samples
+        Labelled per-sample AnnData objects (``obs['sample_id']``).
+    genes
+        The cohort genes (:func:`cohort_genes`).
+
+    Returns
+    -------
+    The cohort (float32 ``X``; sample, patient, timepoint and response columns as categories).
     """
     parts = []
     genes = pd.Index(pd.unique(np.asarray(genes, dtype=str)))
@@ -328,7 +517,17 @@ def build_cohort(samples, *, genes: Sequence[str]) -> ad.AnnData:
 
 
 def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequence[str]):
-    """One row per embedding's UMAP, one column per obs key: before/after integration at a glance."""
+    """One row per embedding's UMAP, one column per obs key: before/after integration at a glance.
+
+    Parameters
+    ----------
+    adata
+        The cohort with the embeddings in ``obsm``.
+    bases
+        ``{row title: obsm key}``.
+    colors
+        obs columns, one column of panels each.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -359,7 +558,13 @@ def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequenc
 
 
 def plot_integration_metrics(table: pd.DataFrame):
-    """Batch-mixing score against biological-conservation score, one point per embedding."""
+    """Batch-mixing score against biological-conservation score, one point per embedding.
+
+    Parameters
+    ----------
+    table
+        :func:`integration_metrics` output.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

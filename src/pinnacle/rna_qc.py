@@ -18,11 +18,22 @@ import scanpy as sc
 from pinnacle.errors import InputError
 
 
-
 def flag_gene_groups(adata: ad.AnnData, *, mito_prefix: str = "MT-",
                      ribo_prefixes: Sequence[str] = ("RPL", "RPS"),
                      hb_regex: str = r"^HB[ABDEGMQZ][0-9]?$") -> ad.AnnData:
-    """Boolean var columns ``mt``, ``ribo``, ``hb`` from gene symbols (var_names)."""
+    """Boolean var columns ``mt``, ``ribo``, ``hb`` from gene symbols (var_names).
+
+    Parameters
+    ----------
+    adata
+        Gene symbols as ``var_names``; the columns are added in place.
+    mito_prefix
+        Mitochondrial symbol prefix, case-insensitive (``"mt-"`` for mouse).
+    ribo_prefixes
+        Ribosomal protein symbol prefixes.
+    hb_regex
+        Regular expression matching haemoglobin symbols.
+    """
     names = adata.var_names.to_series().astype(str)
     adata.var["mt"] = names.str.upper().str.startswith(mito_prefix.upper()).to_numpy()
     adata.var["ribo"] = names.str.startswith(tuple(ribo_prefixes)).to_numpy()
@@ -179,7 +190,13 @@ MAD_METRICS = {"log1p_total_counts": "both", "log1p_n_genes_by_counts": "both", 
 
 
 def mad(values: np.ndarray) -> float:
-    """Median absolute deviation scaled to estimate the SD of a normal (scipy, scale="normal")."""
+    """Median absolute deviation scaled to estimate the SD of a normal (scipy, scale="normal").
+
+    Parameters
+    ----------
+    values
+        The metric of one sample's cells.
+    """
     from scipy.stats import median_abs_deviation
 
     return float(median_abs_deviation(np.asarray(values, dtype=float), scale="normal"))
@@ -253,7 +270,17 @@ def _log1p(v):
 
 
 def apply_thresholds(adata: ad.AnnData, thresholds: dict, *, key_added: str = "qc_pass") -> ad.AnnData:
-    """Flag cells outside the thresholds: ``obs['qc_fail_<metric>']`` and ``obs[key_added]``."""
+    """Flag cells outside the thresholds: ``obs['qc_fail_<metric>']`` and ``obs[key_added]``.
+
+    Parameters
+    ----------
+    adata
+        One sample with the metrics in ``obs``; flags are added in place.
+    thresholds
+        ``{metric: (low, high)}`` from :func:`qc_thresholds` (None = no limit).
+    key_added
+        obs column of the combined call (True = passes every threshold).
+    """
     keep = np.ones(adata.n_obs, dtype=bool)
     for metric, (low, high) in thresholds.items():
         x = adata.obs[metric].to_numpy(dtype=float)
@@ -274,7 +301,19 @@ def apply_thresholds(adata: ad.AnnData, thresholds: dict, *, key_added: str = "q
 
 
 def expected_doublet_rate(n_cells: int, *, rate_per_1000: float = 0.008) -> float:
-    """10x rule of thumb: the multiplet rate grows ~linearly with cells recovered (~0.8%/1,000)."""
+    """10x rule of thumb: the multiplet rate grows ~linearly with cells recovered (~0.8%/1,000).
+
+    Parameters
+    ----------
+    n_cells
+        Cells recovered (loaded) in the sample.
+    rate_per_1000
+        Multiplet rate added per 1,000 cells.
+
+    Returns
+    -------
+    The rate, kept within 0.005-0.5.
+    """
     return float(min(max(rate_per_1000 * n_cells / 1000.0, 0.005), 0.5))
 
 
@@ -287,6 +326,20 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
     doublets' score histogram, is often far too strict (on the demo it found 1 doublet in 10),
     and the number of multiplets is known from the number of cells loaded. With ``"auto"`` the
     expected-rate rule is the fallback when Scrublet finds no valley.
+
+    Parameters
+    ----------
+    adata
+        One sample, raw counts in ``X``; ``obs['doublet_score']``, ``obs[key_added]`` and
+        ``uns['scrublet']`` are added in place.
+    expected_rate
+        Expected doublet fraction (:func:`expected_doublet_rate`).
+    threshold
+        ``"expected"`` or ``"auto"``.
+    random_state
+        Seed for Scrublet.
+    key_added
+        obs column of the boolean call.
     """
     sub = ad.AnnData(adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
     n_pcs = int(min(30, sub.n_obs - 1, sub.n_vars - 1))
@@ -297,7 +350,7 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
     if threshold == "auto" and auto is not None and np.isfinite(auto):
         cut, method = float(auto), "scrublet"
     elif threshold in ("auto", "expected"):
-        n_flag = int(round(expected_rate * len(scores)))
+        n_flag = round(expected_rate * len(scores))
         cut = float(np.sort(scores)[::-1][n_flag]) if 0 < n_flag < len(scores) else float(np.inf)
         method = "expected rate"
     else:
@@ -317,7 +370,25 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
 def ambient_profile(raw: ad.AnnData, cell_barcodes, *, max_umis: int = 100,
                     min_droplets: int = 50, where: str = "raw matrix") -> pd.Series:
     """Gene-wise ambient fractions from empty droplets: raw barcodes that are not cells and have
-    1..``max_umis`` UMIs (SoupX's default soup range)."""
+    1..``max_umis`` UMIs (SoupX's default soup range).
+
+    Parameters
+    ----------
+    raw
+        Every barcode of the sample (Cell Ranger's raw matrix), counts in ``X``.
+    cell_barcodes
+        Barcodes called as cells; never counted as empty.
+    max_umis
+        Largest total of a droplet still counted as empty.
+    min_droplets
+        Fewest empty droplets accepted; fewer is an :class:`InputError`.
+    where
+        The raw matrix's name, for the error message.
+
+    Returns
+    -------
+    Fraction of the soup per gene (sums to 1); ``attrs['n_droplets']`` holds the droplets used.
+    """
     is_cell = raw.obs_names.isin(pd.Index(cell_barcodes))
     totals = np.asarray(raw.X.sum(axis=1)).ravel()
     empty = (~is_cell) & (totals > 0) & (totals <= max_umis)
@@ -347,6 +418,26 @@ def estimate_contamination(adata: ad.AnnData, ambient: pd.Series, *, groupby: st
     ``min_fold`` is 20, not 10: a gene one tenth of its top cluster's level is often still made
     by the cell (markers shared at a low level by related types), which biased the estimate up
     (demo cohort: mean error +0.025 at 10, +0.005 at 20, +0.002 at 40, planted 0.03-0.10).
+
+    Parameters
+    ----------
+    adata
+        QC-passing cells of one sample, raw counts in ``X``.
+    ambient
+        Gene-wise ambient fractions (:func:`ambient_profile`).
+    groupby
+        obs column of the clusters (:func:`quick_clusters`).
+    min_fold
+        Fold between a gene's top cluster and a cluster where it counts as soup only.
+    min_expected
+        Fewest UMIs the soup must give a gene in a cluster at full contamination.
+    min_cluster_cells
+        Clusters with fewer cells are left out.
+
+    Returns
+    -------
+    ``contamination`` (NaN with fewer than 2 clusters or 5 usable gene-cluster pairs),
+    ``n_pairs_used`` and ``n_clusters``.
     """
     genes = ambient.index.intersection(adata.var_names)
     amb = (ambient.loc[genes] / ambient.loc[genes].sum()).to_numpy()
@@ -534,7 +625,19 @@ def _wrap(text: str, width: int) -> list[str]:
 def quick_clusters(adata: ad.AnnData, *, resolution: float = 0.8, random_state: int = 0,
                    key_added: str = "qc_cluster") -> ad.AnnData:
     """Coarse Leiden clusters of one sample (log-normalised copy, 2,000 HVGs, 20 PCs): enough to
-    tell cell populations apart for the ambient estimate; not used downstream."""
+    tell cell populations apart for the ambient estimate; not used downstream.
+
+    Parameters
+    ----------
+    adata
+        One sample, raw counts in ``X`` (not changed; ``obs[key_added]`` is added).
+    resolution
+        Leiden resolution.
+    random_state
+        Seed for PCA, neighbours and Leiden.
+    key_added
+        obs column of the cluster labels.
+    """
     tmp = ad.AnnData(adata.X.astype(np.float32, copy=True), obs=pd.DataFrame(index=adata.obs_names),
                      var=pd.DataFrame(index=adata.var_names))
     sc.pp.normalize_total(tmp, target_sum=1e4)
@@ -554,7 +657,23 @@ def estimate_ambient(kept: ad.AnnData, raw: ad.AnnData, *, cell_barcodes, max_um
     """Ambient profile from the raw matrix's empty droplets (barcodes not in ``cell_barcodes``,
     i.e. not among all the called cells) and the sample's contamination estimate on its
     QC-passing cells ``kept`` (coarsely clustered for it, in place). Returns the QC-table fields
-    and the profile."""
+    and the profile.
+
+    Parameters
+    ----------
+    kept
+        The sample's QC-passing cells, raw counts.
+    raw
+        Every barcode of the sample (Cell Ranger's raw matrix).
+    cell_barcodes
+        All called cells, kept or not; none of them counts as an empty droplet.
+    max_umis
+        Largest total of a droplet still counted as empty.
+    random_state
+        Seed for the coarse clustering.
+    where
+        The raw matrix's name, for error messages.
+    """
     genes = kept.var_names.intersection(raw.var_names)
     ambient = ambient_profile(raw[:, genes], cell_barcodes, max_umis=max_umis, where=where)
     quick_clusters(kept, random_state=random_state)

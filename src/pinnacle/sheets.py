@@ -27,7 +27,17 @@ def _line(index: int) -> int:
 
 
 def read_sheet(path: str | Path, *, kind: str, required: Sequence[str]) -> pd.DataFrame:
-    """Read a TSV sheet as strings (ids like ``007`` stay ids), stripped, empty cells as ''."""
+    """Read a TSV sheet as strings (ids like ``007`` stay ids), stripped, empty cells as ''.
+
+    Parameters
+    ----------
+    path
+        The TSV file (``#`` lines are comments).
+    kind
+        ``"samples"`` or ``"patients"``: the config key and word used in messages.
+    required
+        Columns the sheet must have.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"the {kind} sheet does not exist.",
@@ -51,7 +61,23 @@ def read_sheet(path: str | Path, *, kind: str, required: Sequence[str]) -> pd.Da
 
 def check_patients(patients: pd.DataFrame, *, response_column: str,
                    response_levels: Sequence[str], path: str | Path = "patients.tsv") -> pd.DataFrame:
-    """Unique patient ids, and a response from the configured levels for each."""
+    """Unique patient ids, and a response from the configured levels for each.
+
+    Parameters
+    ----------
+    patients
+        :func:`read_sheet` output.
+    response_column
+        Column holding the response (``response.column``).
+    response_levels
+        Allowed responses (``response.levels``).
+    path
+        The sheet's name, for messages.
+
+    Returns
+    -------
+    The sheet indexed by ``patient_id`` (the column kept).
+    """
     if response_column not in patients.columns:
         raise InputError(path, f"no column '{response_column}' (config response.column).",
                          "add the response column or set response.column to the column that holds it.")
@@ -80,6 +106,25 @@ def check_samples(samples: pd.DataFrame, patients: pd.DataFrame, *, timepoints: 
 
     ``pending`` lists files that a rule of this run will write (the demo cohort), so they need
     not exist yet. Paths are resolved against ``base_dir`` (the working directory of the run).
+
+    Parameters
+    ----------
+    samples
+        :func:`read_sheet` output.
+    patients
+        :func:`check_patients` output.
+    timepoints
+        Allowed timepoints (``timepoints``).
+    base_dir
+        Directory that relative paths start from.
+    pending
+        Files a rule of this run writes.
+    path
+        The sheet's name, for messages.
+
+    Returns
+    -------
+    The sheet indexed by ``sample_id`` (the column kept), every modality column present.
     """
     samples = samples.copy()
     for col in MODALITY_COLUMNS:
@@ -137,7 +182,17 @@ def check_samples(samples: pd.DataFrame, patients: pd.DataFrame, *, timepoints: 
 
 def annotate_samples(samples: pd.DataFrame, patients: pd.DataFrame, *,
                      response_column: str) -> pd.DataFrame:
-    """Samples with the patient's response (as column ``response``) and free covariates."""
+    """Samples with the patient's response (as column ``response``) and free covariates.
+
+    Parameters
+    ----------
+    samples
+        :func:`check_samples` output.
+    patients
+        :func:`check_patients` output.
+    response_column
+        The patients' response column, renamed ``response``.
+    """
     covariates = patients.drop(columns=["patient_id"]).rename(columns={response_column: "response"})
     out = samples.join(covariates, on="patient_id", rsuffix="_patient")
     return out
@@ -145,7 +200,15 @@ def annotate_samples(samples: pd.DataFrame, patients: pd.DataFrame, *,
 
 def label_cells(adata: ad.AnnData, *, sample_id: str, patient_id: str, timepoint: str,
                 response: str) -> ad.AnnData:
-    """Cell ids ``{sample_id}:{barcode}`` and the sample's metadata as categorical obs columns."""
+    """Cell ids ``{sample_id}:{barcode}`` and the sample's metadata as categorical obs columns.
+
+    Parameters
+    ----------
+    adata
+        One sample; a view is copied first, otherwise changed in place.
+    sample_id, patient_id, timepoint, response
+        The sample's metadata from the sheets.
+    """
     adata = adata.copy() if adata.is_view else adata
     barcodes = adata.obs["barcode"] if "barcode" in adata.obs else adata.obs_names.to_series()
     barcodes = barcodes.astype(str).str.split(":").str[-1]
@@ -161,6 +224,15 @@ def attach_sample_meta(adata: ad.AnnData, samples: pd.DataFrame, *, where: str) 
 
     Every sample of the data must be in the sheet: a column named after no known sample is
     usually a typo or a renamed raw file, and silently dropping it would lose a patient.
+
+    Parameters
+    ----------
+    adata
+        Samples x features, ``obs_names`` = sample ids; changed in place.
+    samples
+        The annotated sample sheet (:func:`annotate_samples`).
+    where
+        The data's name (file), for the error message.
     """
     known = samples.set_index("sample_id")
     unknown = [s for s in adata.obs_names if s not in known.index]

@@ -17,7 +17,21 @@ COLUMNS = ["metric", "value", "threshold", "direction", "pass", "detail"]
 
 def row(metric: str, value: float, threshold: float, *, direction: str = ">=",
         detail: str = "") -> dict:
-    """One truth-check row; ``direction`` says how value must compare with threshold."""
+    """One truth-check row; ``direction`` says how value must compare with threshold.
+
+    Parameters
+    ----------
+    metric
+        Row name.
+    value
+        The measured value (NaN fails).
+    threshold
+        The bar.
+    direction
+        ``">="``, ``"<="`` or ``"=="`` (``np.isclose``).
+    detail
+        Free text for the reader.
+    """
     if direction not in (">=", "<=", "=="):
         raise ValueError(f"direction must be '>=', '<=' or '==', not {direction!r}")
     value = float(value)
@@ -27,24 +41,50 @@ def row(metric: str, value: float, threshold: float, *, direction: str = ">=",
 
 
 def truth_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """Stack the rows of every ``check_*`` into the truth-check table (:data:`COLUMNS`).
+
+    Parameters
+    ----------
+    rows
+        :func:`row` dicts.
+    """
     return pd.DataFrame(list(rows), columns=COLUMNS)
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U form, ties counted half)."""
-    from scipy.stats import rankdata
+    """Area under the ROC curve of ``score`` for ``positive`` (scikit-learn's, ties counted half).
+
+    Parameters
+    ----------
+    score
+        One score per item; higher should mean positive.
+    positive
+        Booleans, one per item.
+
+    Returns
+    -------
+    The AUROC, or nan when either class is empty or a score is not finite (the row then fails
+    instead of the check stopping).
+    """
+    from sklearn.metrics import roc_auc_score
 
     score = np.asarray(score, dtype=float)
     positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any() or not np.isfinite(score).all():
         return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, score))
 
 
 def check_rna_reading(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
-    """Every simulated cell read once, under its own id, in the right sample."""
+    """Every simulated cell read once, under its own id, in the right sample.
+
+    Parameters
+    ----------
+    cells
+        The pipeline's per-cell table (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    """
     ours, theirs = set(cells.index.astype(str)), set(truth_cells["cell_id"].astype(str))
     jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
     per_sample = cells.groupby("sample_id", observed=True).size()
@@ -60,7 +100,15 @@ def check_rna_reading(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[di
 
 
 def check_qc_metrics(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
-    """The QC metrics carry the planted low-quality signal (high mitochondrial fraction)."""
+    """The QC metrics carry the planted low-quality signal (high mitochondrial fraction).
+
+    Parameters
+    ----------
+    cells
+        The pipeline's per-cell table (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    """
     t = truth_cells.set_index("cell_id")
     joined = cells.join(t[["is_low_quality", "is_doublet"]], how="inner")
     singlets = ~joined["is_doublet"].astype(bool)
@@ -70,12 +118,29 @@ def check_qc_metrics(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dic
 
 
 def check_adt(qc_summary: pd.DataFrame, n_tags: int) -> list[dict]:
-    """Every sample's antibody tags were read and split from the genes."""
+    """Every sample's antibody tags were read and split from the genes.
+
+    Parameters
+    ----------
+    qc_summary
+        The per-sample QC table (``n_adt``).
+    n_tags
+        Antibody tags the simulator wrote.
+    """
     frac = float((qc_summary["n_adt"] == n_tags).mean())
     return [row("adt_tags_read", frac, 1.0, detail=f"fraction of samples with all {n_tags} tags")]
 
 
 def check_dna_reading(dna_cells: Iterable[str], truth_dna: pd.DataFrame) -> list[dict]:
+    """Every simulated scDNA cell read once, under its own id.
+
+    Parameters
+    ----------
+    dna_cells
+        Cell ids the scDNA reader returned.
+    truth_dna
+        The simulator's scDNA cell table.
+    """
     ours, theirs = set(map(str, dna_cells)), set(truth_dna["cell_id"].astype(str))
     jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
     return [row("dna_cell_ids_match", jaccard, 1.0, detail=f"{len(ours)} read, {len(theirs)} simulated")]
@@ -83,7 +148,19 @@ def check_dna_reading(dna_cells: Iterable[str], truth_dna: pd.DataFrame) -> list
 
 def check_proteomics_reading(protein_groups: Iterable[str], n_samples: int,
                              truth_proteins: pd.DataFrame, n_truth_samples: int) -> list[dict]:
-    """Decoys, contaminants and only-by-site groups removed; every real protein kept."""
+    """Decoys, contaminants and only-by-site groups removed; every real protein kept.
+
+    Parameters
+    ----------
+    protein_groups
+        Protein groups the reader kept.
+    n_samples
+        Samples the reader returned.
+    truth_proteins
+        The simulator's protein table (``protein_id``).
+    n_truth_samples
+        Samples the simulator wrote.
+    """
     ours = set(map(str, protein_groups))
     theirs = set(truth_proteins["protein_id"].astype(str))
     jaccard = len(ours & theirs) / max(len(ours | theirs), 1)
@@ -103,7 +180,15 @@ def _join(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> pd.DataFrame:
 
 def check_qc_filtering(cells: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
     """Planted low-quality cells fall outside the thresholds; what the thresholds remove is
-    planted low-quality cells or doublets (a doublet above the UMI limit is a right call)."""
+    planted low-quality cells or doublets (a doublet above the UMI limit is a right call).
+
+    Parameters
+    ----------
+    cells
+        The pipeline's per-cell table (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    """
     j = _join(cells, truth_cells)
     failed = ~j["qc_pass"].astype(bool)
     lq = j["is_low_quality"]
@@ -123,6 +208,17 @@ def check_doublets(cells: pd.DataFrame, truth_cells: pd.DataFrame, *, min_recall
     the precision-recall curve ~0.3-0.5 in benchmarks), so removing at least 40% of doublets with
     at least half of the calls right is what a careful analyst accepts from it; what matters
     downstream is that >= 95% of the kept cells are clean singlets.
+
+    Parameters
+    ----------
+    cells
+        The pipeline's per-cell table (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    min_recall
+        Bar for the share of planted doublets removed.
+    min_precision
+        Bar for the share of Scrublet's calls that are planted doublets.
     """
     j = _join(cells, truth_cells)
     dbl = j["is_doublet"]
@@ -138,7 +234,15 @@ def check_doublets(cells: pd.DataFrame, truth_cells: pd.DataFrame, *, min_recall
 
 
 def check_ambient(qc_summary: pd.DataFrame, truth_samples: pd.DataFrame) -> list[dict]:
-    """The contamination estimated from empty droplets tracks the planted ambient fraction."""
+    """The contamination estimated from empty droplets tracks the planted ambient fraction.
+
+    Parameters
+    ----------
+    qc_summary
+        The per-sample QC table (``ambient_contamination``).
+    truth_samples
+        The simulator's sample table (``ambient_fraction``).
+    """
     j = qc_summary.set_index("sample_id")[["ambient_contamination"]].join(
         truth_samples.set_index("sample_id")[["ambient_fraction"]], how="inner").dropna()
     if j.empty:
@@ -149,7 +253,17 @@ def check_ambient(qc_summary: pd.DataFrame, truth_samples: pd.DataFrame) -> list
 
 
 def knn_label_purity(embedding: np.ndarray, labels: np.ndarray, *, k: int = 15) -> float:
-    """Mean fraction of each cell's k nearest neighbours that share its label."""
+    """Mean fraction of each cell's k nearest neighbours that share its label.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    labels
+        One label per cell.
+    k
+        Neighbours per cell (itself excluded).
+    """
     from sklearn.neighbors import NearestNeighbors
 
     nn = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
@@ -165,6 +279,19 @@ def check_integration(obs: pd.DataFrame, obsm: dict[str, np.ndarray], truth_cell
     Mixing is iLISI (scib-metrics, 0-1) on the non-malignant cells (malignant cells are
     patient-specific and should not mix); separation is the kNN purity of the planted major
     type and the label silhouette in the integrated embedding.
+
+    Parameters
+    ----------
+    obs
+        The cohort's obs (indexed by cell id).
+    obsm
+        Embeddings: ``X_pca`` and ``method_key``.
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    method_key
+        obsm key of the integrated embedding.
+    batch_key
+        obs column of the batch.
     """
     import jax
 
@@ -184,7 +311,8 @@ def check_integration(obs: pd.DataFrame, obsm: dict[str, np.ndarray], truth_cell
     purity = knn_label_purity(X, major)
     sil = float(scib_metrics.silhouette_label(X, major))
     return [row("integration_ilisi_gain", ilisi["integrated"] - ilisi["pca"], 0.05,
-                detail=f"iLISI {ilisi['pca']:.3f} (PCA) -> {ilisi['integrated']:.3f} ({method_key}), non-malignant cells"),
+                detail=f"iLISI {ilisi['pca']:.3f} (PCA) -> {ilisi['integrated']:.3f} ({method_key}), "
+                       "non-malignant cells"),
             row("integration_major_type_knn_purity", purity, 0.9,
                 detail="fraction of 15 nearest neighbours with the same planted major type"),
             row("integration_major_type_silhouette", sil, 0.5, detail="scib label silhouette (0-1)")]
@@ -192,7 +320,15 @@ def check_integration(obs: pd.DataFrame, obsm: dict[str, np.ndarray], truth_cell
 
 def check_annotation(labels: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
     """Planted cell types recovered: overall accuracy at both levels, and the worst major type's
-    recall (issue bar: a major type below 0.9 recall is a failure). ``unknown`` counts as wrong."""
+    recall (issue bar: a major type below 0.9 recall is a failure). ``unknown`` counts as wrong.
+
+    Parameters
+    ----------
+    labels
+        Per-cell ``cell_type`` and ``cell_type_major`` (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    """
     t = truth_cells.set_index("cell_id")
     j = labels.join(t[["cell_type", "cell_type_major"]], rsuffix="_truth", how="inner")
     j = j[~j["cell_type_truth"].isin(["doublet"])]
@@ -223,7 +359,15 @@ _PROTEIN_LINEAGE = {**{t: "T_CD8" for t in ("CD8_naive", "CD8_effector_memory", 
 def check_protein_evidence(evidence: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
     """CITE-seq evidence against the planted truth: the tags confirm singlets whose RNA label is
     the planted one, flag planted doublets that QC kept, and flag singlets given another lineage
-    the seven tags tell apart. The last two rows only when >= 10 such cells exist."""
+    the seven tags tell apart. The last two rows only when >= 10 such cells exist.
+
+    Parameters
+    ----------
+    evidence
+        Per-cell ``cell_type`` and ``protein_evidence`` (indexed by cell id).
+    truth_cells
+        ``truth/cells.tsv`` of the simulator.
+    """
     t = truth_cells.set_index("cell_id")
     j = evidence.join(t[["cell_type", "is_doublet"]], rsuffix="_truth", how="inner")
     j = j[j["protein_evidence"].astype(str).isin(["confirms", "contradicts"])]
@@ -280,7 +424,17 @@ def _recall_and_fdp(j: pd.DataFrame, name: str, *, min_recall: float, max_fdp: f
 
 def check_composition(tests: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
     """Planted composition shifts (resection in responders) found at FDR ``fdr`` with the right
-    sign; the listed null types (and every type in the other designs) quiet."""
+    sign; the listed null types (and every type in the other designs) quiet.
+
+    Parameters
+    ----------
+    tests
+        The composition test table (``design``, ``cell_type``, ``estimate``, ``padj``).
+    effects
+        ``truth/effects.tsv``.
+    fdr
+        FDR at which an effect counts as called.
+    """
     e = effects[effects["kind"] == "composition"]
     j = _called(tests.dropna(subset=["padj"]) if "padj" in tests else tests.assign(padj=np.nan, estimate=np.nan),
                 e, key="cell_type", estimate="estimate", fdr=fdr)
@@ -291,7 +445,19 @@ def check_composition_state_only(tests: pd.DataFrame, effects: pd.DataFrame, *, 
                                  fdr: float = 0.1) -> list[dict]:
     """A contrast in which only cell states change (the simulator plants no composition shift in
     ``design``, e.g. resection vs baseline in non-responders, whose interferon and activation
-    states still move): the composition test must call no cell type at all."""
+    states still move): the composition test must call no cell type at all.
+
+    Parameters
+    ----------
+    tests
+        The composition test table.
+    effects
+        ``truth/effects.tsv``.
+    design
+        The state-only contrast.
+    fdr
+        FDR at which a type counts as called.
+    """
     planted = effects[(effects["kind"] == "composition") & effects["planted"]]
     if (_design_of(planted) == design).any() or "design" not in tests or not (tests["design"] == design).any():
         return []
@@ -303,7 +469,17 @@ def check_composition_state_only(tests: pd.DataFrame, effects: pd.DataFrame, *, 
 
 def check_differential_expression(de: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
     """Planted DE genes found at FDR ``fdr`` with the right sign, per kind of effect (baseline
-    responder traits; IFN programme at resection in responders), and the listed null genes quiet."""
+    responder traits; IFN programme at resection in responders), and the listed null genes quiet.
+
+    Parameters
+    ----------
+    de
+        The pseudobulk DE table (``design``, ``cell_type``, ``gene``, ``log2fc``, ``padj``).
+    effects
+        ``truth/effects.tsv``.
+    fdr
+        FDR at which a gene counts as called.
+    """
     e = effects[effects["kind"] == "de_gene"]
     j = _called(de, e, key="gene", estimate="log2fc", fdr=fdr)
     base = j[j["design"] == "baseline"]
@@ -314,9 +490,19 @@ def check_differential_expression(de: pd.DataFrame, effects: pd.DataFrame, *, fd
 
 def check_enrichment(enrichment: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
     """The planted IFN programme in C1Q macrophages at resection in responders shows as an
-    IFN-gamma signature enrichment of their DE statistics."""
+    IFN-gamma signature enrichment of their DE statistics.
+
+    Parameters
+    ----------
+    enrichment
+        The signature enrichment table (``design``, ``cell_type``, ``signature``, ``score``,
+        ``padj``).
+    fdr
+        FDR at which the enrichment counts as found.
+    """
     hit = enrichment[(enrichment["design"].astype(str).str.startswith("on_treatment_responder"))
-                     & (enrichment["cell_type"] == "macrophage_C1Q") & (enrichment["signature"] == "IFN_gamma_response")]
+                     & (enrichment["cell_type"] == "macrophage_C1Q")
+                     & (enrichment["signature"] == "IFN_gamma_response")]
     if hit.empty:
         return []
     ok = float(hit["padj"].iloc[0] < fdr and hit["score"].iloc[0] > 0)
@@ -327,7 +513,17 @@ def check_enrichment(enrichment: pd.DataFrame, *, fdr: float = 0.1) -> list[dict
 def check_proteomics_tests(tests: pd.DataFrame, effects: pd.DataFrame, *, fdr: float = 0.1) -> list[dict]:
     """Planted differential proteins (baseline, responders vs non-responders) found at FDR
     ``fdr`` with the right sign; the listed null proteins quiet. Planted proteins that drop out
-    (missing not at random, never imputed) count as not found."""
+    (missing not at random, never imputed) count as not found.
+
+    Parameters
+    ----------
+    tests
+        The proteomics test table (``design``, ``gene``, ``log2fc``, ``padj``).
+    effects
+        ``truth/effects.tsv``.
+    fdr
+        FDR at which a protein counts as called.
+    """
     e = effects[effects["kind"] == "protein"].assign(cell_type="bulk")
     if "padj" not in tests:
         return []
@@ -339,6 +535,12 @@ def label_stability(cohort, twins: Iterable, *, markers: dict, state_genes: Iter
                     **annotate_options) -> pd.DataFrame:
     """Label each cell twice, with and without its interferon programme, and compare.
 
+    Both versions are annotated by the same code on the whole cohort (the marker scores are
+    cohort-relative), keeping the clusters: the question is whether the state moves a cell's
+    label, not whether it moves the clustering. Returns one row per label given with the
+    interferon programme on: ``cell_type``, ``n_cells`` (twinned cells), ``stable`` (share that
+    keep the label with the programme off).
+
     Parameters
     ----------
     cohort
@@ -349,12 +551,6 @@ def label_stability(cohort, twins: Iterable, *, markers: dict, state_genes: Iter
         interferon programme switched off; obs names ``{sample_id}:{barcode}``; counts).
     markers, state_genes, cluster_key, annotate_options
         As given to :func:`pinnacle.annotate.annotate_by_markers` by the pipeline.
-
-    Both versions are annotated by the same code on the whole cohort (the marker scores are
-    cohort-relative), keeping the clusters: the question is whether the state moves a cell's
-    label, not whether it moves the clustering. Returns one row per label given with the
-    interferon programme on: ``cell_type``, ``n_cells`` (twinned cells), ``stable`` (share that
-    keep the label with the programme off).
     """
     import anndata as ad
     import scipy.sparse as sp
@@ -393,7 +589,15 @@ def label_stability(cohort, twins: Iterable, *, markers: dict, state_genes: Iter
 
 
 def check_label_stability(table: pd.DataFrame, *, threshold: float = 0.95) -> list[dict]:
-    """Issue bar: >= 95% of twinned cells keep their label without the interferon programme."""
+    """Issue bar: >= 95% of twinned cells keep their label without the interferon programme.
+
+    Parameters
+    ----------
+    table
+        :func:`label_stability` output.
+    threshold
+        The bar on the cell-weighted share of stable labels.
+    """
     n = table["n_cells"].sum()
     share = float((table["stable"] * table["n_cells"]).sum() / n) if n else float("nan")
     worst = table[table["n_cells"] >= 30].sort_values("stable").head(1)

@@ -50,7 +50,19 @@ def _open_text(path: str | os.PathLike):
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False,
               float_format: str | None = "%.6g") -> None:
-    """Write ``df`` as tab-separated text; gzip-compressed (deterministically) if ``path`` ends in .gz."""
+    """Write ``df`` as tab-separated text; gzip-compressed (deterministically) if ``path`` ends in .gz.
+
+    Parameters
+    ----------
+    df
+        The table.
+    path
+        The file to write; parent folders are created.
+    index
+        Write the index as the first column.
+    float_format
+        ``printf`` format of floats (None: pandas' full precision).
+    """
     with _open_text(path) as fh:
         df.to_csv(fh, sep="\t", index=index, float_format=float_format, lineterminator="\n")
 
@@ -91,6 +103,15 @@ def write_10x_h5(adata, path: str | os.PathLike, *, genome: str = "GRCh38") -> N
     ``feature_types`` ("Gene Expression", "Antibody Capture", ...); ``var_names`` are the feature
     names, ``obs_names`` the barcodes. Features that are not "Gene Expression" get an empty
     genome, as in Cell Ranger's files.
+
+    Parameters
+    ----------
+    adata
+        Cells x features, integer counts, with ``var['gene_ids']`` and ``var['feature_types']``.
+    path
+        The h5 file to write.
+    genome
+        Genome name of the "Gene Expression" features.
     """
     where = f"write_10x_h5({path})"
     for col in ("gene_ids", "feature_types"):
@@ -139,6 +160,13 @@ def write_scdna_wide(adata, path: str | os.PathLike) -> None:
 
     Columns: ``chrom``, ``start``, ``end`` (from ``adata.var``), then one column per cell
     (``adata.obs_names``); one row per bin. Gzip-compressed when ``path`` ends in .gz.
+
+    Parameters
+    ----------
+    adata
+        Cells x bins, integer read counts, with ``var`` columns ``chrom``, ``start``, ``end``.
+    path
+        The file to write.
     """
     where = f"write_scdna_wide({path})"
     missing = [c for c in ("chrom", "start", "end") if c not in adata.var.columns]
@@ -165,17 +193,26 @@ def write_maxquant_protein_groups(intensities: pd.DataFrame, annotation: pd.Data
                                   msms_counts: pd.DataFrame | None = None) -> None:
     """Write a MaxQuant-style ``proteinGroups.txt``.
 
-    ``intensities``: proteins x samples raw intensities (index = protein ids; 0 or NaN = missing).
-    ``annotation``: one row per protein (same order, or indexed by the same ids) with columns
-    ``protein_id``, ``gene``, ``protein_name``, ``reverse``, ``contaminant``, ``only_by_site``
-    (bools) and optionally ``peptides`` (int). ``lfq_intensities`` (default: ``intensities``) and
-    ``msms_counts`` (default: derived from intensity) fill the per-sample LFQ and MS/MS columns.
-
     Columns written: "Protein IDs", "Majority protein IDs", "Protein names", "Gene names",
     "Peptides", "Intensity", then per sample "Intensity <s>", "LFQ intensity <s>",
     "MS/MS count <s>", then "Only identified by site", "Reverse", "Potential contaminant", "id".
     Flags are "+" or empty; missing values are 0; reverse hits get ids starting "REV__" and
     contaminants "CON__" (added when absent).
+
+    Parameters
+    ----------
+    intensities
+        Proteins x samples raw intensities (index = protein ids; 0 or NaN = missing).
+    annotation
+        One row per protein (same order, or indexed by the same ids) with columns
+        ``protein_id``, ``gene``, ``protein_name``, ``reverse``, ``contaminant``,
+        ``only_by_site`` (bools) and optionally ``peptides`` (int).
+    path
+        The file to write (gzip when it ends in .gz).
+    lfq_intensities
+        Per-sample LFQ intensities; default ``intensities``.
+    msms_counts
+        Per-sample MS/MS counts; default derived from the intensity.
     """
     where = f"write_maxquant_protein_groups({path})"
     need = ["protein_id", "gene", "protein_name", "reverse", "contaminant", "only_by_site"]

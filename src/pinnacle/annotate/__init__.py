@@ -22,11 +22,12 @@ What comes from libraries and what is written here:
   the best score is low or barely beats the runner-up. Each Leiden cluster whose called cells
   agree by a clear majority then gives its type to all its cells, except a cell whose markers
   speak against the cluster's type and whose own call is strong or shared by a sizeable part of
-  the cluster (a mast cell or pDC that Leiden put in a myeloid cluster keeps its label); in a cluster without consensus only strong calls
-  stand and the rest are ``unknown``. The subtype is the best subtype set *of that major type
-  only*, again ``unknown`` when weak or ambiguous. No library implements this two-level rule with
-  abstention, hence the hand-written code. The thresholds (:data:`DEFAULTS`) were chosen on
-  simulated cohorts with planted null clusters and checked on real PBMCs.
+  the cluster (a mast cell or pDC that Leiden put in a myeloid cluster keeps its label); in a
+  cluster without consensus only strong calls stand and the rest are ``unknown``. The subtype is
+  the best subtype set *of that major type only*, again ``unknown`` when weak or ambiguous. No
+  library implements this two-level rule with abstention, hence the hand-written code. The
+  thresholds (:data:`DEFAULTS`) were chosen on simulated cohorts with planted null clusters and
+  checked on real PBMCs.
 
 Modules (private, behind this public namespace): ``_markers`` (the curated file, cell-state
 genes out of identity, panel gaps), ``_scoring`` (scores and assignment), ``_tables`` (tables,
@@ -39,17 +40,39 @@ types from literature markers alone.
 """
 
 
-from pinnacle.protein import (PROTEIN_EVIDENCE, call_tags, clr, isotype_controls, load_protein_expectations,
-                              match_tags, plot_protein_evidence, protein_evidence, protein_evidence_by_label)
+from pinnacle.protein import (
+    PROTEIN_EVIDENCE,
+    call_tags,
+    clr,
+    isotype_controls,
+    load_protein_expectations,
+    match_tags,
+    plot_protein_evidence,
+    protein_evidence,
+    protein_evidence_by_label,
+)
 
 from ._constants import DEFAULTS, MAJOR_TYPES, METHOD_NAME, UNKNOWN
 from ._corrections import apply_corrections, load_corrections
-from ._markers import (check_markers_present, drop_absent_sets, load_markers, marker_sets, panel_gaps,
-                       remove_state_genes, state_genes)
+from ._markers import (
+    check_markers_present,
+    drop_absent_sets,
+    load_markers,
+    marker_sets,
+    panel_gaps,
+    remove_state_genes,
+    state_genes,
+)
 from ._scoring import annotate_by_markers, assign_labels, score_markers
 from ._tables import cell_type_counts, crosstab_clusters, plot_marker_dotplot, plot_state_scores, score_states
-from ._transfer import (annotate_celltypist, annotate_scanvi, consensus_labels, method_agreement,
-                        plot_method_agreement, train_celltypist_model)
+from ._transfer import (
+    annotate_celltypist,
+    annotate_scanvi,
+    consensus_labels,
+    method_agreement,
+    plot_method_agreement,
+    train_celltypist_model,
+)
 
 __all__ = [
     "MAJOR_TYPES", "UNKNOWN", "DEFAULTS", "METHOD_NAME",

@@ -34,6 +34,18 @@ def load_corrections(path, markers: Mapping) -> pd.DataFrame:
     one of ``cluster`` (a cluster id of the annotation's Leiden clustering: every cell of it) or
     ``cell_id``; ``reason`` (free text) is optional and kept. Errors name the file, the line and
     the fix; nothing about the data is checked here (see :func:`apply_corrections`).
+
+    Parameters
+    ----------
+    path
+        The corrections file (``annotation.corrections``).
+    markers
+        The dict of :func:`load_markers`: the allowed cell types.
+
+    Returns
+    -------
+    One row per correction (``cluster``, ``cell_id``, ``cell_type``, ``reason``) with
+    ``cell_type_major`` added.
     """
     where = str(path)
     try:
@@ -77,7 +89,19 @@ def apply_corrections(adata: ad.AnnData, corrections: pd.DataFrame, *, cluster_k
     stay in ``cell_type_auto`` / ``cell_type_major_auto``, and
     ``annotation_corrected`` holds the reason ("" where unchanged). A cluster or cell id that is
     not in the data stops with an error naming it (a cluster id of another resolution is the
-    usual cause)."""
+    usual cause).
+
+    Parameters
+    ----------
+    adata
+        The annotated cohort; changed in place.
+    corrections
+        :func:`load_corrections` output.
+    cluster_key
+        obs column of the clusters the ``cluster`` ids refer to.
+    where
+        The corrections' name (config key), for messages.
+    """
     if cluster_key not in adata.obs:
         raise InputError(where, f"obs['{cluster_key}'] (clusters) is missing.", "cluster first.")
     clusters = adata.obs[cluster_key].astype(str)
@@ -86,7 +110,8 @@ def apply_corrections(adata: ad.AnnData, corrections: pd.DataFrame, *, cluster_k
     if missing_cl or missing_id:
         what = (f"clusters {missing_cl} are not clusters of {cluster_key}" if missing_cl else "") + \
                ("; " if missing_cl and missing_id else "") + \
-               (f"cells {missing_id[:5]}{' ...' if len(missing_id) > 5 else ''} are not in the cohort" if missing_id else "")
+               (f"cells {missing_id[:5]}{' ...' if len(missing_id) > 5 else ''} are not in the cohort"
+                if missing_id else "")
         raise InputError(where, what + ".", f"use cluster ids of results/tables/cluster_vs_cell_type.tsv "
                          f"({cluster_key}) and cell ids of results/cohort/cell_labels.tsv.gz.")
     adata.obs["cell_type_auto"] = adata.obs["cell_type"].copy()

@@ -50,11 +50,16 @@ def load_markers(path) -> dict:
     file, unknown keys, empty marker lists, a gene listed twice or as both marker and negative, a
     set without source, and subtype names that repeat (within or across major types) or are
     ``unknown``.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "marker file not found.",
-                         "point config 'annotate: markers:' to a YAML file such as resources/markers.yaml.")
+                         "point the config key 'annotation.markers' at a YAML file such as resources/markers.yaml.")
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader subclass)
@@ -130,7 +135,15 @@ def load_markers(path) -> dict:
 
 
 def marker_sets(markers: Mapping, level: str = "major") -> dict[str, dict]:
-    """Flat ``{set name: {"markers", "negative", "source", "parent"}}`` of one level."""
+    """Flat ``{set name: {"markers", "negative", "source", "parent"}}`` of one level.
+
+    Parameters
+    ----------
+    markers
+        The dict of :func:`load_markers`.
+    level
+        ``"major"`` or ``"subtype"``.
+    """
     _check_level(level)
     sets = {}
     for major, rec in markers.items():
@@ -204,11 +217,24 @@ def check_markers_present(markers: Mapping, var_names: Iterable[str], *, where: 
                           level: str | None = None) -> dict[str, list[str]]:
     """Check that every marker set names genes present in the data.
 
-    ``markers`` is the dict of :func:`load_markers` (both levels are checked unless ``level`` is
-    given) or a flat ``{set: {"markers": [...], "negative": [...]}}``. Raises :class:`InputError`
-    when a set has no positive marker among ``var_names`` (naming the set, its genes and the fix).
-    Returns ``{set name: [missing genes]}`` (positive and negative) for sets with some genes
-    missing, and logs one warning listing them; an empty dict means everything was found.
+    Raises :class:`InputError` when a set has no positive marker among ``var_names`` (naming the
+    set, its genes and the fix); logs one warning listing the sets with some genes missing.
+
+    Parameters
+    ----------
+    markers
+        The dict of :func:`load_markers`, or a flat ``{set: {"markers": [...], "negative": [...]}}``.
+    var_names
+        The data's genes.
+    where
+        The caller's name, for messages.
+    level
+        ``"major"`` or ``"subtype"`` only; default both.
+
+    Returns
+    -------
+    ``{set name: [missing genes]}`` (positive and negative) for sets with some genes missing;
+    an empty dict means everything was found.
     """
     missing = _missing_genes(markers, var_names, where=where, level=level)
     if missing:
@@ -231,10 +257,25 @@ def drop_absent_sets(markers: Mapping, var_names: Iterable[str], *,
     For data that cannot hold some subtypes (a small gene panel lacks the naive-B genes). A
     subtype with no positive marker (or none of its ``requires`` genes) in ``var_names`` is
     dropped; a lineage that loses all its subtypes keeps one named as itself (its cells are then
-    labelled with the lineage only). A lineage with no lineage gene left is an error (its cells would silently become
-    another type), unless it is named in ``skip_lineages`` (lineages the tissue cannot hold, e.g.
-    epithelium in blood): then it is dropped with its subtypes. A lineage left without subtypes is
-    an error too. Returns ``(markers, dropped set names)``; see :func:`panel_gaps` for the table.
+    labelled with the lineage only). A lineage with no lineage gene left is an error (its cells
+    would silently become another type), unless it is named in ``skip_lineages``: then it is
+    dropped with its subtypes.
+
+    Parameters
+    ----------
+    markers
+        The dict of :func:`load_markers`.
+    var_names
+        The data's genes.
+    skip_lineages
+        Lineages the tissue cannot hold (e.g. epithelium in blood), dropped without error.
+    where
+        The caller's name, for messages.
+
+    Returns
+    -------
+    ``(markers, dropped set names)`` (subtypes as ``"lineage > subtype"``); see
+    :func:`panel_gaps` for the table.
     """
     names = set(map(str, var_names))
     skip = set(skip_lineages)
@@ -266,7 +307,13 @@ def drop_absent_sets(markers: Mapping, var_names: Iterable[str], *,
 
 def state_genes(states: Mapping) -> set[str]:
     """Every gene of the state programmes (``compare.load_signatures('resources/states.yaml')``):
-    the genes :func:`remove_state_genes` keeps out of identity scoring."""
+    the genes :func:`remove_state_genes` keeps out of identity scoring.
+
+    Parameters
+    ----------
+    states
+        ``{state: {"genes": [...]}}``.
+    """
     return {str(g) for rec in states.values() for g in rec["genes"]}
 
 
@@ -278,7 +325,19 @@ def remove_state_genes(markers: Mapping, state_genes: Iterable[str], *,
     so its genes must not decide a type: a treatment that raises interferon would otherwise
     relabel cells (IDO1 makes monocytes look like LAMP3+ dendritic cells). Raises
     :class:`InputError` when a set is left without positive markers (or required genes).
-    Returns ``(markers, table of removed genes: set, level, gene, role)``.
+
+    Parameters
+    ----------
+    markers
+        The dict of :func:`load_markers`.
+    state_genes
+        Genes of the cell states (:func:`state_genes`).
+    where
+        The caller's name, for messages.
+
+    Returns
+    -------
+    ``(markers, table of removed genes: set, level, gene, role)``.
     """
     state = set(map(str, state_genes))
     rows = []
@@ -312,14 +371,25 @@ def panel_gaps(markers: Mapping, var_names: Iterable[str], *, used: Mapping | No
                state_removed: pd.DataFrame | None = None) -> pd.DataFrame:
     """What the data's genes leave of every marker set: one row per set.
 
-    ``markers`` is the curated file (:func:`load_markers`); ``used`` the sets actually scored
-    (after :func:`remove_state_genes` and :func:`drop_absent_sets`; default ``markers``);
-    ``state_removed`` the table of :func:`remove_state_genes`. Columns: ``level``, ``set``,
-    ``lineage``, ``n_markers``, ``n_present``, ``absent_genes`` (positive and negative),
-    ``state_genes`` (left out as cell-state genes), ``status`` (``complete``, ``reduced`` or
-    ``dropped``) and ``cannot_tell_from``: sibling subtypes this set can no longer be told
-    apart from (it was dropped, so its cells go to a sibling; or its remaining positive markers
-    are the same genes as a sibling's).
+    Parameters
+    ----------
+    markers
+        The curated file (:func:`load_markers`).
+    var_names
+        The data's genes.
+    used
+        The sets actually scored (after :func:`remove_state_genes` and
+        :func:`drop_absent_sets`); default ``markers``.
+    state_removed
+        The table of :func:`remove_state_genes`.
+
+    Returns
+    -------
+    Columns ``level``, ``set``, ``lineage``, ``n_markers``, ``n_present``, ``absent_genes``
+    (positive and negative), ``state_genes`` (left out as cell-state genes), ``status``
+    (``complete``, ``reduced`` or ``dropped``) and ``cannot_tell_from``: sibling subtypes this
+    set can no longer be told apart from (it was dropped, so its cells go to a sibling; or its
+    remaining positive markers are the same genes as a sibling's).
     """
     names = set(map(str, var_names))
     used = markers if used is None else used

@@ -14,8 +14,16 @@ import scipy.sparse as sp
 from pinnacle.errors import InputError
 
 from ._constants import DEFAULTS, METHOD_NAME, UNKNOWN
-from ._markers import (_check_level, _missing_genes, _scoring_sets, check_markers_present, drop_absent_sets,
-                       marker_sets, panel_gaps, remove_state_genes)
+from ._markers import (
+    _check_level,
+    _missing_genes,
+    _scoring_sets,
+    check_markers_present,
+    drop_absent_sets,
+    marker_sets,
+    panel_gaps,
+    remove_state_genes,
+)
 
 log = logging.getLogger("pinnacle.annotate")
 
@@ -67,6 +75,26 @@ def score_markers(adata: ad.AnnData, markers: Mapping, *, level: str = "major", 
     Writes ``obsm[key_added]`` (DataFrame cells x sets; default ``marker_scores_{level}``) and
     ``uns[key_added]`` (level; ``sets`` and their ``parents`` (major type); number of genes used;
     ``missing_genes`` table; parameters).
+
+    Parameters
+    ----------
+    adata
+        The cohort, log-normalised; changed in place.
+    markers
+        The dict of :func:`load_markers` (after :func:`remove_state_genes` /
+        :func:`drop_absent_sets` in the pipeline).
+    level
+        ``"major"`` or ``"subtype"``.
+    layer
+        Layer with the log-normalised values; default ``X``.
+    key_added
+        obsm / uns key of the scores.
+    max_value
+        Clip of the standardised values.
+    chunk_size
+        Cells densified at a time.
+    where
+        The caller's name, for messages.
     """
     import decoupler as dc
 
@@ -198,10 +226,6 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
                   **thresholds) -> ad.AnnData:
     """Hierarchical labels, with abstention, from the scores of :func:`score_markers`.
 
-    ``thresholds`` override :data:`DEFAULTS` (``min_score``, ``min_margin``, ``strong_score``,
-    ``strong_margin``, ``majority``, ``min_called``, ``against``, ``minority``, ``min_score_subtype``,
-    ``min_margin_subtype``, ``margin_full``; scores are ulm t-values).
-
     0. Lineage first, from lineage genes only: the major type is decided by the major sets'
        scores alone. Subtype sets never vote for a lineage: their genes (CCR7, SELL, IDO1...) are
        shared across lineages or induced by a state, and counting them let B cells with CCR7/SELL
@@ -234,6 +258,21 @@ def assign_labels(adata: ad.AnnData, *, cluster_key: str | None, major_key: str 
     unknown major type), ``cell_type_major_cell`` and ``annotation_method``; the thresholds and a
     per-cluster table (``clusters``: cells, share called, top call, its share, label given) in
     ``uns['annotation_markers']``.
+
+    Parameters
+    ----------
+    adata
+        The cohort with both levels' scores in ``obsm``; changed in place.
+    cluster_key
+        obs column of the clusters that smooth the labels; None: per-cell calls only.
+    major_key, subtype_key
+        obsm keys of the major and subtype scores.
+    method
+        Value of ``obs['annotation_method']``.
+    thresholds
+        Override :data:`DEFAULTS` (``min_score``, ``min_margin``, ``strong_score``,
+        ``strong_margin``, ``majority``, ``min_called``, ``against``, ``minority``,
+        ``min_score_subtype``, ``min_margin_subtype``, ``margin_full``; scores are ulm t-values).
     """
     th = _thresholds("annotate", thresholds)
     for key in (major_key, subtype_key):
@@ -376,6 +415,10 @@ def annotate_by_markers(adata: ad.AnnData, markers: Mapping, *, cluster_key: str
                         where: str = "annotation markers", **thresholds) -> ad.AnnData:
     """Score both levels of ``markers`` and assign hierarchical labels (in place; returns ``adata``).
 
+    Writes what :func:`score_markers` and :func:`assign_labels` write, and in
+    ``uns['annotation_markers']``: ``dropped_sets`` and ``panel`` (:func:`panel_gaps`: which sets
+    lost which genes, and which types can no longer be told apart).
+
     Parameters
     ----------
     adata
@@ -384,6 +427,8 @@ def annotate_by_markers(adata: ad.AnnData, markers: Mapping, *, cluster_key: str
         The dict of :func:`load_markers`.
     cluster_key
         The Leiden column used for smoothing (None: per-cell labels only).
+    layer
+        Layer with the log-normalised values; default ``X``.
     absent
         A subtype set with no gene in the data stops the run (``"error"``, the default) or is
         left out (``"drop"``, for a gene panel that lacks it). A lineage with no gene left is an
@@ -398,10 +443,8 @@ def annotate_by_markers(adata: ad.AnnData, markers: Mapping, *, cluster_key: str
     random_state
         Recorded for the run record: the scoring (ulm, with decoupler's fixed tie-breaking) and
         the assignment are deterministic.
-
-    Writes what :func:`score_markers` and :func:`assign_labels` write, and in
-    ``uns['annotation_markers']``: ``dropped_sets`` and ``panel`` (:func:`panel_gaps`: which sets
-    lost which genes, and which types can no longer be told apart).
+    where
+        The caller's name, for messages.
     """
     if absent not in ("error", "drop"):
         raise InputError(where, f"absent={absent!r} is not known.", "use 'error' or 'drop'.")
@@ -412,8 +455,8 @@ def annotate_by_markers(adata: ad.AnnData, markers: Mapping, *, cluster_key: str
     lost = [d for d in dropped if " > " in d and d.split(" > ")[0] not in skip]
     if absent == "error" and lost:
         sets = marker_sets(markers, "subtype")
-        detail = "; ".join(f"{d.split(' > ')[1]}: {', '.join(sets[d.split(' > ')[1]]['requires'] or sets[d.split(' > ')[1]]['markers'])}"
-                           for d in lost)
+        names = [d.split(" > ")[1] for d in lost]
+        detail = "; ".join(f"{n}: {', '.join(sets[n]['requires'] or sets[n]['markers'])}" for n in names)
         raise InputError(where, f"marker set(s) with no (required) gene present in the data: {detail}.",
                          "use HGNC symbols matching the data's var_names (not Ensembl ids), keep these genes in "
                          "the cohort object, or set annotation.absent: drop for a gene panel that lacks them "

@@ -22,7 +22,17 @@ log = logging.getLogger("pinnacle.annotate")
 
 
 def cell_type_counts(obs: pd.DataFrame, *, sample_key: str = "sample_id", label_key: str = "cell_type") -> pd.DataFrame:
-    """Cells per sample (rows) and label (columns), ``unknown`` included; all-zero labels kept."""
+    """Cells per sample (rows) and label (columns), ``unknown`` included; all-zero labels kept.
+
+    Parameters
+    ----------
+    obs
+        The annotated cohort's obs.
+    sample_key
+        obs column of the sample.
+    label_key
+        obs column of the label.
+    """
     for k in (sample_key, label_key):
         if k not in obs:
             raise InputError("cell_type_counts", f"obs column '{k}' is missing.", "annotate the cells first.")
@@ -34,7 +44,17 @@ def cell_type_counts(obs: pd.DataFrame, *, sample_key: str = "sample_id", label_
 
 
 def crosstab_clusters(obs: pd.DataFrame, cluster_key: str, label_key: str = "cell_type") -> pd.DataFrame:
-    """Cells per cluster (rows) and label (columns): how clusters split into labels."""
+    """Cells per cluster (rows) and label (columns): how clusters split into labels.
+
+    Parameters
+    ----------
+    obs
+        The annotated cohort's obs.
+    cluster_key
+        obs column of the clusters.
+    label_key
+        obs column of the label.
+    """
     for k in (cluster_key, label_key):
         if k not in obs:
             raise InputError("crosstab_clusters", f"obs column '{k}' is missing.", "cluster and annotate first.")
@@ -46,6 +66,9 @@ def crosstab_clusters(obs: pd.DataFrame, cluster_key: str, label_key: str = "cel
 def score_states(adata: ad.AnnData, states: Mapping[str, dict], *, key_prefix: str = "state_",
                  min_genes: int = 3, random_state: int = 0) -> ad.AnnData:
     """Score each cell-state programme per cell (scanpy ``score_genes`` on log-normalised ``X``).
+
+    States sit next to the labels and never change them (see :func:`remove_state_genes`); the
+    genes used per state are in ``uns['cell_states']``.
 
     Parameters
     ----------
@@ -60,9 +83,6 @@ def score_states(adata: ad.AnnData, states: Mapping[str, dict], *, key_prefix: s
         A state with fewer of its genes in the data is not scored (recorded).
     random_state
         Seed of the control-gene draw.
-
-    States sit next to the labels and never change them (see :func:`remove_state_genes`); the
-    genes used per state are in ``uns['cell_states']``.
     """
     import scanpy as sc
 
@@ -89,6 +109,19 @@ def plot_state_scores(obs: pd.DataFrame, *, states: Iterable[str], groupby: str 
 
     What a reader should see: states (interferon above all) may move between timepoints in every
     type at once; that is biology of the state, and the labels do not follow it.
+
+    Parameters
+    ----------
+    obs
+        The cohort's obs with the ``state_*`` scores (:func:`score_states`).
+    states
+        State names; those without a score column are skipped.
+    groupby
+        obs column of the groups on the x axis (``unknown`` left out).
+    split
+        obs column whose levels get one box each per group.
+    key_prefix
+        Prefix of the score columns.
     """
     import matplotlib
 
@@ -99,8 +132,8 @@ def plot_state_scores(obs: pd.DataFrame, *, states: Iterable[str], groupby: str 
     groups = [g for g in pd.unique(obs[groupby].astype(str)) if g != UNKNOWN]
     groups = sorted(groups)
     levels = list(pd.unique(obs[split].astype(str))) if split in obs else ["all"]
-    fig, axes = plt.subplots(len(states) or 1, 1, figsize=(max(6, 0.9 * len(groups) * len(levels)), 2.4 * max(1, len(states))),
-                             squeeze=False)
+    figsize = (max(6, 0.9 * len(groups) * len(levels)), 2.4 * max(1, len(states)))
+    fig, axes = plt.subplots(len(states) or 1, 1, figsize=figsize, squeeze=False)
     colours = plt.get_cmap("tab10").colors
     width = 0.8 / max(1, len(levels))
     for ax, state in zip(axes[:, 0], states, strict=False):
@@ -132,6 +165,21 @@ def plot_marker_dotplot(adata: ad.AnnData, markers: Mapping, *, groupby: str = "
 
     Works on a small copy holding only the marker genes and the ``groupby`` column, so ``adata``
     is never modified. ``max_genes`` caps the genes shown per set.
+
+    Parameters
+    ----------
+    adata
+        The annotated cohort, log-normalised.
+    markers
+        The dict of :func:`load_markers`.
+    groupby
+        obs column of the labels (rows).
+    level
+        ``"major"`` or ``"subtype"`` sets.
+    layer
+        Layer with the values; default ``X``.
+    max_genes
+        Genes shown per set.
     """
     import matplotlib.pyplot as plt
     import scanpy as sc

@@ -59,11 +59,28 @@ def train_celltypist_model(adata: ad.AnnData, *, label_key: str, n_jobs: int = 1
                            random_state: int = 0, **kwargs):
     """Train a CellTypist model on a labelled reference (thin wrapper on ``celltypist.train``).
 
-    ``adata`` (or ``layers[layer]``) must hold log1p(CP10k) expression, as the pipeline's ``X``
-    does; ``label_key`` is the obs column of labels (use the marker vocabulary, e.g. ``cell_type``,
-    so that the consensus can compare methods). Further ``kwargs`` (``top_genes``, ``C``,
-    ``mini_batch``, ``epochs``, ...) go to ``celltypist.train``. Save the returned model with
-    ``model.write(path)`` and give the path to :func:`annotate_celltypist`.
+    Save the returned model with ``model.write(path)`` and give the path to
+    :func:`annotate_celltypist`.
+
+    Parameters
+    ----------
+    adata
+        The reference; ``X`` (or ``layers[layer]``) must hold log1p(CP10k) expression, as the
+        pipeline's ``X`` does.
+    label_key
+        obs column of the labels (use the marker vocabulary, e.g. ``cell_type``, so that the
+        consensus can compare methods).
+    n_jobs
+        CPU jobs for training.
+    layer
+        Layer with the expression; default ``X``.
+    feature_selection, use_SGD, max_iter
+        As in ``celltypist.train``.
+    random_state
+        Seed for training.
+    kwargs
+        Further options of ``celltypist.train`` (``top_genes``, ``C``, ``mini_batch``,
+        ``epochs``, ...).
     """
     import celltypist
 
@@ -90,17 +107,29 @@ def annotate_celltypist(adata: ad.AnnData, model, *, majority_voting: bool = Tru
                         min_shared_genes: int = 100, layer: str | None = None) -> ad.AnnData:
     """Label cells with a CellTypist model (in place; returns ``adata``).
 
-    ``model``: path to a CellTypist ``.pkl`` model or a loaded ``celltypist.models.Model``.
-    ``X`` (or ``layers[layer]``) must be log1p(CP10k), as the pipeline's is. With
-    ``majority_voting`` the per-cell predictions are smoothed by majority within clusters:
-    ``over_clustering`` names an obs column (e.g. a Leiden column) to use as the clusters;
-    None lets CellTypist over-cluster itself (on a private copy; ``adata`` is not modified).
-
     Writes obs ``{key_prefix}_label`` (the majority-voting label when voting, else the per-cell
     best match), ``{key_prefix}_conf`` (the model's probability of that label for the cell) and
     ``{key_prefix}_label_cell`` (the per-cell best match); ``uns[key_prefix]`` records the model
     (path), its number of genes, the number shared with the data and the settings.
     Stops with :class:`InputError` when fewer than ``min_shared_genes`` model genes are in the data.
+
+    Parameters
+    ----------
+    adata
+        The cohort; ``X`` (or ``layers[layer]``) must be log1p(CP10k), as the pipeline's is.
+    model
+        Path to a CellTypist ``.pkl`` model or a loaded ``celltypist.models.Model``.
+    majority_voting
+        Smooth the per-cell predictions by majority within clusters.
+    over_clustering
+        obs column (e.g. a Leiden column) used as the clusters for voting; None lets CellTypist
+        over-cluster itself (on a private copy; ``adata`` is not modified).
+    key_prefix
+        Prefix of the obs columns and the uns key.
+    min_shared_genes
+        Fewest model genes the data must have.
+    layer
+        Layer with the expression; default ``X``.
     """
     import celltypist
     from celltypist.models import Model
@@ -163,7 +192,7 @@ def annotate_celltypist(adata: ad.AnnData, model, *, majority_voting: bool = Tru
         "model": model_desc,
         "n_genes_model": int(features.size),
         "n_genes_shared": n_shared,
-        "n_cell_types_model": int(len(model_obj.cell_types)),
+        "n_cell_types_model": len(model_obj.cell_types),
         "majority_voting": bool(voted),
         "over_clustering": over_clustering if clusters is not None else ("celltypist" if voted else None),
         "celltypist_version": celltypist.__version__,
@@ -190,17 +219,47 @@ def annotate_scanvi(query: ad.AnnData, reference: ad.AnnData, *, label_key: str,
                     batch_size: int = 128, num_threads: int | None = None) -> ad.AnnData:
     """Transfer labels from a labelled ``reference`` to ``query`` with scANVI (in place on ``query``).
 
-    Both need raw counts (``layers['counts']``, else integer ``X``) and ``batch_key`` in obs; the
-    reference also ``label_key``. They are joined on their shared genes, scVI is trained on all
-    cells (reference labelled, query labelled ``unlabeled``), then ``SCANVI.from_scvi_model`` is
-    fine-tuned and predicts the query. Epochs: scVI ``max_epochs`` (None: scvi-tools' heuristic
-    capped at ``epoch_cap``), SCANVI ``scanvi_max_epochs``. GPU when visible (``accelerator='auto'``).
-    ``num_threads``: CPU threads for torch during training (restored after); give the job's
-    threads: torch otherwise takes every core, and on a shared or busy machine its threads fight
-    (measured: 5 scVI epochs on 1,200 cells, 2 cores under load, 1.7 s with 1 thread, 57 s with 2).
-
-    Writes query obs ``{key_prefix}_label`` and ``{key_prefix}_conf`` (the largest soft
+    The two are joined on their shared genes, scVI is trained on all cells (reference labelled,
+    query labelled ``unlabeled``), then ``SCANVI.from_scvi_model`` is fine-tuned and predicts the
+    query. Writes query obs ``{key_prefix}_label`` and ``{key_prefix}_conf`` (the largest soft
     prediction) and ``uns[key_prefix]`` (genes shared, epochs, device, reference label counts).
+
+    Parameters
+    ----------
+    query, reference
+        Raw counts (``layers['counts']``, else integer ``X``) and ``batch_key`` in obs; the
+        reference also ``label_key``.
+    label_key
+        obs column of the reference labels.
+    batch_key
+        obs column of the batch, in both.
+    n_latent, n_layers
+        scVI latent dimensions and hidden layers.
+    max_epochs
+        scVI epochs; None: scvi-tools' heuristic capped at ``epoch_cap``.
+    scanvi_max_epochs
+        scANVI fine-tuning epochs.
+    epoch_cap
+        Cap of the scVI heuristic.
+    random_state
+        scvi-tools seed.
+    unlabeled
+        The label given to query cells during training (must not be a reference label).
+    key_prefix
+        Prefix of the obs columns and the uns key.
+    accelerator
+        Lightning accelerator; ``"auto"`` uses a GPU when one is visible.
+    min_shared_genes
+        Fewest genes the two must share.
+    n_samples_per_label
+        Labelled cells drawn per label in each scANVI epoch (None: all).
+    batch_size
+        Minibatch size.
+    num_threads
+        CPU threads for torch during training (restored after); give the job's threads: torch
+        otherwise takes every core, and on a shared or busy machine its threads fight
+        (measured: 5 scVI epochs on 1,200 cells, 2 cores under load, 1.7 s with 1 thread, 57 s
+        with 2).
     """
     import scvi
     import torch
@@ -259,7 +318,7 @@ def annotate_scanvi(query: ad.AnnData, reference: ad.AnnData, *, label_key: str,
     query.obs[f"{key_prefix}_conf"] = P.max(axis=1).astype(np.float32)
     device = str(lvae.device) if hasattr(lvae, "device") else ("cuda" if torch.cuda.is_available() else "cpu")
     query.uns[key_prefix] = {
-        "n_genes_shared": int(len(shared)),
+        "n_genes_shared": len(shared),
         "n_reference_cells": int(reference.n_obs),
         "reference_label_counts": {str(k): int(v) for k, v in ref_labels.value_counts().items()},
         "scvi_epochs": epochs,
@@ -276,16 +335,28 @@ def consensus_labels(obs: pd.DataFrame, *, methods: list[str] | None = None,
                      columns: Mapping[str, str] | None = None, unknown: str = UNKNOWN) -> pd.DataFrame:
     """Majority vote of the annotation methods, per cell.
 
-    ``methods``: names among ``columns`` (default :data:`CONSENSUS_COLUMNS`: markers ->
-    ``cell_type``, celltypist -> ``celltypist_label``, scanvi -> ``scanvi_label``); None: every
-    method whose column is in ``obs``; a named method whose column is absent is skipped. A missing
-    or ``unknown`` label is an abstention (no vote). The consensus is the most voted label; a tie
+    A missing or ``unknown`` label is an abstention (no vote). The consensus is the most voted label; a tie
     goes to the markers' label when it is among the tied, else to the first tied method in
     ``methods`` order; a cell where all abstain is ``unknown``. ``cell_type_agreement`` = methods
     whose label equals the consensus / methods used (abstentions count against it; 0 when unknown).
 
-    Returns a DataFrame (index of ``obs``) with ``cell_type_consensus`` and ``cell_type_agreement``;
-    the ``uns``-free design lets the caller assign it to ``adata.obs``.
+    Parameters
+    ----------
+    obs
+        The cohort's obs with the methods' label columns.
+    methods
+        Names among ``columns``; None: every method whose column is in ``obs``; a named method
+        whose column is absent is skipped.
+    columns
+        ``{method: obs column}``; default :data:`CONSENSUS_COLUMNS` (markers -> ``cell_type``,
+        celltypist -> ``celltypist_label``, scanvi -> ``scanvi_label``).
+    unknown
+        The abstention label.
+
+    Returns
+    -------
+    A DataFrame (index of ``obs``) with ``cell_type_consensus`` and ``cell_type_agreement``; the
+    ``uns``-free design lets the caller assign it to ``adata.obs``.
     """
     columns = dict(CONSENSUS_COLUMNS if columns is None else columns)
     if methods is None:
@@ -337,7 +408,17 @@ def method_agreement(obs: pd.DataFrame, *, methods: Iterable[str] | None = None,
     """Per marker label (``cell_type``): cells, and for each other method present the share of
     those cells to which it gives the same label (``agree_<method>``); ``mean_agreement`` is the
     mean ``cell_type_agreement`` of the consensus when present. Why: shows which labels the
-    methods agree on and which one method alone calls."""
+    methods agree on and which one method alone calls.
+
+    Parameters
+    ----------
+    obs
+        The cohort's obs with the methods' label columns.
+    methods
+        Methods to compare; default every one present.
+    columns
+        ``{method: obs column}``; default :data:`CONSENSUS_COLUMNS`.
+    """
     columns = dict(CONSENSUS_COLUMNS if columns is None else columns)
     used = _methods_present(obs, methods, columns)
     if "markers" not in used:
@@ -378,7 +459,17 @@ def plot_method_agreement(obs: pd.DataFrame, *, methods: Iterable[str] | None = 
     the markers: per marker label, the share of cells each other method labels the same (bars),
     and one heatmap per other method of where the marker labels go (rows sum to 1). With the
     markers alone: the label confidence per label (box plots), titled to say that only one
-    method ran. ``obs`` is not modified. Returns a Figure."""
+    method ran. ``obs`` is not modified. Returns a Figure.
+
+    Parameters
+    ----------
+    obs
+        The cohort's obs with the methods' label columns.
+    methods, columns
+        As in :func:`method_agreement`.
+    max_labels
+        Columns of a heatmap before the rest are lumped as ``(other labels)``.
+    """
     import matplotlib.pyplot as plt
 
     columns = dict(CONSENSUS_COLUMNS if columns is None else columns)

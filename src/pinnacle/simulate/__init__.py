@@ -82,10 +82,13 @@ agree with each other). Models:
 - CITE-seq: ~30 antibody tags + 3 isotype controls; NB counts with tag-specific positive levels,
   a per-cell non-specific-binding factor shared by all its tags (what DSB removes), a per-cell
   capture factor, ambient tag counts in every droplet including the empty ones.
-- Composition: per-patient Dirichlet around NPC-like means (BIOLOGY.md) with a per-patient
-  malignant fraction (log-uniform 5-35%); per-sample Dirichlet around the patient's expectation.
+- Composition: per-patient Dirichlet around NPC-like means (a general-knowledge prior, not a
+  published table: B-cell-rich lymphoepithelial tumours; see ``_tables._COMPOSITION``) with a
+  per-patient malignant fraction (log-uniform 5-35%); per-sample Dirichlet around the patient's
+  expectation.
 - Copy number: per patient a trunk clone and 1-2 subclones with arm-level events drawn with NPC
-  CGH frequencies; expression of altered-arm genes in malignant cells x CN/2 (exactly).
+  CGH frequencies (Chen YJ et al., Genes Chromosomes Cancer 25:169, 1999; 16q: Cancer Genet
+  Cytogenet 126:63, 2001); expression of altered-arm genes in malignant cells x CN/2 (exactly).
 - scDNA: reads per 1 Mb bin ~ NB(depth x CN/2 x GC bias), per-cell log-normal depth and a
   per-cell quadratic GC bias; diploid normal cells plus the sample's clones (the tumour fraction
   of the scDNA cells is the scRNA malignant fraction x ``dna_tumour_enrichment``, capped at 0.9).

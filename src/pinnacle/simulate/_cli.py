@@ -14,6 +14,17 @@ from ._tables import STATES
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, write the cohort and print :func:`simulate_cohort`'s summary as JSON.
+
+    Parameters
+    ----------
+    argv
+        Arguments (``--help`` lists them); default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    The exit status: 0, or 2 for a bad argument (the message on stderr).
+    """
     ap = argparse.ArgumentParser(prog="python -m pinnacle.simulate",
                                  description="Write the simulated PINNACLE demo cohort (scRNA+CITE-seq, "
                                              "scDNA, proteomics, truth).")

@@ -63,8 +63,21 @@ def cohort_sheets(outdir: str | os.PathLike, *, n_patients: int = 6,
     joined to ``outdir`` as given: ``{outdir}/rna/{sample}/filtered_feature_bc_matrix.h5``,
     ``.../raw_feature_bc_matrix.h5`` and ``{outdir}/dna/{sample}.bins.tsv.gz``.
 
-    Returns ``(samples, patients)``: samples has sample_id, patient_id, timepoint, rna, rna_raw,
-    dna; patients has patient_id, response ("responder"/"non_responder"), age, sex
+    Parameters
+    ----------
+    outdir
+        The folder the cohort is (to be) written to.
+    n_patients
+        Patients (>= 2), two samples each.
+    n_responders
+        Responders among them (1 .. n_patients - 1).
+    seed
+        Seed of the patients' age and sex.
+
+    Returns
+    -------
+    ``(samples, patients)``: samples has sample_id, patient_id, timepoint, rna, rna_raw, dna;
+    patients has patient_id, response ("responder"/"non_responder"), age, sex
     ("male"/"female"; NPC is ~3:1 male).
     """
     where = "simulate.cohort_sheets"
@@ -141,30 +154,62 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
     proteins), ``protein_rows.tsv`` (every proteinGroups row with its kind), ``genes.tsv``,
     ``params.json``.
 
-    ``empty_droplets_per_sample`` defaults to 3 x ``cells_per_sample``; ``dna_tumour_enrichment``
-    multiplies the sample's malignant fraction for the scDNA cells (capped at 0.9), as a tumour-cell
-    enrichment before scDNA library preparation would. ``gene_table`` and ``bins`` default to the
-    tables shipped in ``resources/``. ``response_effects=False`` writes a null cohort: the same
-    patients, responders and noise, but no planted response effect (every composition, baseline
-    DE, protein and clone row of ``effects.tsv`` is then a null), for checking that comparisons
-    stay quiet; the states stay, so it is a "state-only" cohort (only states change between
-    timepoints, composition fixed), and the C1Q macrophage interferon rows keep the state's
-    expected change.
+    States never change a cell's type, and switching one off changes no other draw (same cells,
+    same composition). Per-cell state levels go to ``truth/cells.tsv.gz`` (ifn_state,
+    activation_state, stress_state), per-sample levels to ``truth/samples.tsv`` (ifn_level,
+    activation_level, stress_level).
 
-    ``states``: the state programmes switched on (default all of :data:`STATES`: "interferon",
-    "activation", "stress"; ``None`` or ``()``: none). States never change a cell's type, and
-    switching one off changes no other draw (same cells, same composition). Per-cell levels go to
-    ``truth/cells.tsv.gz`` (ifn_state, activation_state, stress_state), per-sample levels to
-    ``truth/samples.tsv`` (ifn_level, activation_level, stress_level).
+    Parameters
+    ----------
+    outdir
+        Folder to write into (created).
+    n_patients, n_responders, seed
+        As in :func:`cohort_sheets`; ``seed`` also seeds every draw.
+    cells_per_sample
+        Cell-containing droplets per sample (>= 20).
+    empty_droplets_per_sample
+        Empty droplets in each raw h5; default 3 x ``cells_per_sample``.
+    dna_cells_per_sample
+        scDNA cells per sample (0: no scDNA).
+    doublet_rate
+        Share of droplets that are heterotypic doublets.
+    low_quality_rate
+        Share of droplets that are low-quality cells.
+    batch_strength
+        sdlog of the per-sample gene-wise batch multipliers (0-2).
+    gene_table, bins
+        Gene and bin tables; default the ones shipped in ``resources/``.
+    dna_tumour_enrichment
+        Multiplies the sample's malignant fraction for the scDNA cells (capped at 0.9), as a
+        tumour-cell enrichment before scDNA library preparation would.
+    response_effects
+        ``False`` writes a null cohort: the same patients, responders and noise, but no planted
+        response effect (every composition, baseline DE, protein and clone row of
+        ``effects.tsv`` is then a null), for checking that comparisons stay quiet; the states
+        stay, so it is a "state-only" cohort (only states change between timepoints,
+        composition fixed), and the C1Q macrophage interferon rows keep the state's expected
+        change.
+    states
+        State programmes switched on (default all of :data:`STATES`: "interferon",
+        "activation", "stress"; ``None`` or ``()``: none).
+    interferon_twin
+        Also write, for each resection sample, the same droplets with the interferon state at 0
+        to ``truth/interferon_off/{sample}/filtered_feature_bc_matrix.h5`` (same format and
+        features); every gene outside the interferon programme has identical counts.
+    panel_genes
+        ``None`` (all genes), an int N (keep the N genes with the highest expected detection
+        share in the cohort-mean composition) or a list of gene symbols (kept in gene-table
+        order). The panel applies to every h5 file written; ``truth/genes.tsv`` lists all genes
+        with ``in_matrix``.
+    mito_genes
+        ``False`` drops the MT- genes (before the top N are chosen).
+    verbose
+        Print progress per sample to stderr.
 
-    ``interferon_twin=True`` also writes, for each resection sample, the same droplets with the
-    interferon state at 0 to ``truth/interferon_off/{sample}/filtered_feature_bc_matrix.h5``
-    (same format and features); every gene outside the interferon programme has identical counts.
-
-    ``panel_genes``: ``None`` (all genes), an int N (keep the N genes with the highest expected
-    detection share in the cohort-mean composition) or a list of gene symbols (kept in gene-table
-    order); ``mito_genes=False`` drops the MT- genes (before the top N are chosen). The panel
-    applies to every h5 file written; ``truth/genes.tsv`` lists all genes with ``in_matrix``.
+    Returns
+    -------
+    Paths written (``outdir``, ``samples``, ``patients``, ``proteomics``, ``truth``) and counts
+    (``n_samples``, ``n_cells``, ``n_genes``, ``n_antibody_tags``), with ``seconds`` taken.
     """
     t0 = time.perf_counter()
     where = "simulate.simulate_cohort"
@@ -182,7 +227,8 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
     _check(doublet_rate + low_quality_rate < 0.6, where, "doublet_rate + low_quality_rate is too large.",
            "Keep their sum below 0.6.")
     _check(isinstance(batch_strength, (int, float)) and 0 <= batch_strength <= 2, where,
-           f"batch_strength={batch_strength!r} out of range.", "Use a value in [0, 2] (sdlog of gene-wise batch multipliers).")
+           f"batch_strength={batch_strength!r} out of range.",
+           "Use a value in [0, 2] (sdlog of gene-wise batch multipliers).")
     _check(isinstance(dna_tumour_enrichment, (int, float)) and dna_tumour_enrichment > 0, where,
            f"dna_tumour_enrichment={dna_tumour_enrichment!r} is invalid.", "Use a positive number.")
     _check(isinstance(seed, (int, np.integer)) and seed >= 0, where, f"seed={seed!r} is invalid.",
@@ -348,7 +394,7 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         dna_tumour_enrichment=float(dna_tumour_enrichment), response_effects=bool(response_effects),
         gene_table=gene_path.name, gene_table_sha256=_sha256(gene_path),
         bins=bins_path.name, bins_sha256=_sha256(bins_path),
-        n_genes=int(model.G), n_antibody_tags=int(model.K), n_bins=int(len(bin_table)),
+        n_genes=int(model.G), n_antibody_tags=int(model.K), n_bins=len(bin_table),
         gene_dispersion_mixture=[list(_GENE_DISPERSION[0]), list(_GENE_DISPERSION[1]), _GENE_DISPERSION[2]],
         composition_effects_log2fc=_COMPOSITION_EFFECTS, null_types=_NULL_TYPES,
         ifn_log2fc=_IFN_LOG2FC, clone_log2fc=_CLONE_LOG2FC, planted_proteins=PLANTED_PROTEINS,

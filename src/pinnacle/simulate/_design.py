@@ -268,7 +268,7 @@ def _effects_table(design: dict, proteins_null: list[str]) -> pd.DataFrame:
         add("protein", rvn, "", "baseline", "", g, lfc, True)
     for g in proteins_null:
         add("protein", rvn, "", "baseline", "", g, 0.0, False)
-    for pid, p in design["patients"].items():
+    for p in design["patients"].values():
         dom = p["clones"][1]["name"]
         fb, fr = p["clone_fr"]["baseline"][1], p["clone_fr"]["resection"][1]
         if p["responder"]:

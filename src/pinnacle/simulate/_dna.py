@@ -15,7 +15,7 @@ def _simulate_dna(bins: pd.DataFrame, bin_arms: np.ndarray, design: dict, sample
     pinfo = design["patients"][sinfo["patient_id"]]
     rng = _rng(seed, 20, sinfo["index"])
     mal_frac = min(0.9, enrichment * float(sinfo["pi"][list(CELL_TYPES).index("malignant")]))
-    n_mal = int(round(n_cells * mal_frac))
+    n_mal = round(n_cells * mal_frac)
     clones = pinfo["clones"]
     per_clone = rng.multinomial(n_mal, sinfo["clone_fr"])
     labels = np.array(["normal"] * (n_cells - n_mal)

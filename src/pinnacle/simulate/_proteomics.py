@@ -45,7 +45,7 @@ def _simulate_proteomics(model: _Model, design: dict, samples: pd.DataFrame, see
     upat = list(dict.fromkeys(pat_ids))
     pat_eff = rng.normal(0, 0.3, size=(n_p, len(upat)))
     log2 = np.empty((n_p, S))
-    for j, (s, p) in enumerate(zip(sids, pat_ids)):
+    for j, (_s, p) in enumerate(zip(sids, pat_ids)):
         resp = design["patients"][p]["responder"] and design["effects"]
         log2[:, j] = (prot["base"].to_numpy() + pat_eff[:, upat.index(p)] + rng.normal(0, 0.2, size=n_p)
                       + (prot["planted_log2fc"].to_numpy() if resp else 0.0) + loading[j])

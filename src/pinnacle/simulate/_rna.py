@@ -3,6 +3,8 @@ the per-droplet truth; the interferon genes come from their own stream (the twin
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -69,8 +71,8 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
     f_amb = sinfo["ambient"]
 
     # ---- droplet attributes (cells are in sorted-barcode order; identities are random)
-    n_dbl = int(round(doublet_rate * n_cells))
-    n_lq = int(round(low_quality_rate * n_cells))
+    n_dbl = round(doublet_rate * n_cells)
+    n_lq = round(low_quality_rate * n_cells)
     perm = rng.permutation(n_cells)
     is_dbl = np.zeros(n_cells, bool)
     is_dbl[perm[:n_dbl]] = True
@@ -154,7 +156,7 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
         d1 = int(np.searchsorted(starts, starts[d0] + _BLOCK, side="right")) - 1
         bounds.append(min(max(d1, d0 + 1), n_cells))
     blocks, twin_blocks = [], []
-    for b, (d0, d1) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for b, (d0, d1) in enumerate(itertools.pairwise(bounds)):
         u0, u1 = starts[d0], starts[d1]
         brng = _rng(seed, 11, s_i, b)
         ut = unit_type[u0:u1]

@@ -49,8 +49,10 @@ _NON_IMMUNE = ["malignant", "fibroblast", "endothelial"]
 _IMMUNE = [t for t in _TYPES if t not in _NON_IMMUNE]
 
 # (programme name, cell types that carry it, genes). Lineage programmes are shared by a major
-# type (or lineage), subtype programmes by one type. Markers from BIOLOGY.md (NPC code of
-# zhanglabtools and [GK] additions) and general immunology.
+# type (or lineage), subtype programmes by one type. Markers from the marker list of the
+# recurrent-NPC single-cell/spatial study (Nature Genetics 2025; code
+# github.com/zhanglabtools/NPC_scRNA_Spatial_code) and general immunology (exhaustion,
+# activated-Treg, TAM and TLS genes, without a checked source).
 _PROGRAMMES: list[tuple[str, list[str], list[str]]] = [
     ("immune", _IMMUNE, ["PTPRC", "CORO1A", "LCP1"]),
     ("T", _T, ["CD3D", "CD3E", "CD3G", "CD2", "CD247", "IL32", "LCK", "TRAC"]),
@@ -171,8 +173,9 @@ PLANTED_PROTEINS = {"CXCL9": 1.5, "CXCL10": 1.5, "GZMB": 1.5, "IFNG": 1.5, "CD27
 _CONTAMINANTS = ["KRT1", "KRT10", "KRT2", "KRT9", "KRT14", "KRT16", "KRT6A", "ALB", "PRSS1",
                  "LGALS7"]
 
-#: arm-level copy-number events of NPC with their frequencies (BIOLOGY.md: CGH of 51 NPC, Genes
-#: Chromosomes Cancer 1999; 16q from 30 primaries, Cancer Genet Cytogenet 2001).
+#: arm-level copy-number events of NPC with their frequencies (CGH of 51 NPC: Chen YJ et al.,
+#: Genes Chromosomes Cancer 25:169, 1999; 16q from 30 primaries: Cancer Genet Cytogenet 126:63,
+#: 2001).
 CNV_EVENT_FREQUENCIES: dict[tuple[str, str], float] = {
     ("12p", "gain"): 0.59, ("1q", "gain"): 0.47, ("17q", "gain"): 0.47, ("11q", "gain"): 0.41,
     ("12q", "gain"): 0.35, ("3p", "loss"): 0.53, ("9p", "loss"): 0.41, ("13q", "loss"): 0.41,
@@ -260,8 +263,10 @@ _TYPE_SETTINGS: dict[str, tuple[float, float, float, float, float]] = {
     "fibroblast": (9000, 0.50, 0.12, 0.050, 0.02),
     "endothelial": (7000, 0.48, 0.15, 0.050, 0.02),
 }
-# NPC-like composition of the non-malignant compartment (percent; BIOLOGY.md: T/NK 40-65%,
-# B + plasma 10-30%, myeloid 5-15%, mast < 2%, stroma < 5% of all cells).
+# NPC-like composition of the non-malignant compartment (percent of all cells). A prior from
+# general knowledge, not a published table: T/NK 40-65%, B + plasma 10-30% (NPC, a
+# lymphoepithelial carcinoma, is unusually B-cell rich), myeloid 5-15%, mast < 2%, stroma < 5%
+# (under-captured by dissociation).
 _COMPOSITION = {
     "CD8_naive": 3.0, "CD8_effector_memory": 8.0, "CD8_tissue_resident": 7.0,
     "CD8_exhausted": 6.0, "CD4_naive": 3.0, "CD4_helper": 11.0, "CD4_Tfh": 3.5, "Treg": 6.0, "NK": 4.5,

@@ -73,12 +73,26 @@ def _str(path: str | os.PathLike) -> str:
 
 
 def truth_dir(outdir: str | os.PathLike) -> str:
-    """The truth folder of the cohort written to ``outdir``: ``{outdir}/truth``."""
+    """The truth folder of the cohort written to ``outdir``: ``{outdir}/truth``.
+
+    Parameters
+    ----------
+    outdir
+        The simulator's output folder.
+    """
     return f"{_str(outdir)}/{TRUTH_DIR}"
 
 
 def truth_file(truth: str | os.PathLike, name: str) -> str:
-    """``{truth}/{name}`` for one of :data:`TRUTH_FILES` (``name``: e.g. :data:`CELLS`)."""
+    """``{truth}/{name}`` for one of :data:`TRUTH_FILES` (``name``: e.g. :data:`CELLS`).
+
+    Parameters
+    ----------
+    truth
+        The truth folder (:func:`truth_dir`).
+    name
+        A file name of :data:`TRUTH_FILES`; any other is a ``ValueError``.
+    """
     if name not in TRUTH_FILES:
         raise ValueError(f"{name!r} is not a file of the truth folder; known: {', '.join(TRUTH_FILES)}")
     return f"{_str(truth)}/{name}"
@@ -86,5 +100,13 @@ def truth_file(truth: str | os.PathLike, name: str) -> str:
 
 def twin_path(truth: str | os.PathLike, sample: str) -> str:
     """The interferon-off twin of a resection sample (same droplets, interferon state at 0):
-    ``{truth}/interferon_off/{sample}/filtered_feature_bc_matrix.h5``."""
+    ``{truth}/interferon_off/{sample}/filtered_feature_bc_matrix.h5``.
+
+    Parameters
+    ----------
+    truth
+        The truth folder (:func:`truth_dir`).
+    sample
+        The resection sample's id.
+    """
     return f"{_str(truth)}/{INTERFERON_OFF}/{sample}/{TWIN_MATRIX}"
