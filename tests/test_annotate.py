@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+from cohorts import cluster_like_pipeline
 
 from pinnacle import annotate as an
 from pinnacle import compare, io, rna_integrate
 from pinnacle.errors import InputError
-
-from cohorts import cluster_like_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = ROOT / "resources" / "markers.yaml"
@@ -156,7 +155,7 @@ def test_marker_set_without_any_gene_in_data():
     missing = an.check_markers_present(m, [g for g in set(genes) if g != "LAYN"], where="x")
     assert missing == {"CD8_exhausted": ["LAYN"]}
     # a lineage with no gene left is an error (its cells would silently be another type) ...
-    with pytest.raises(InputError, match="lineage 'mast' has none of its lineage genes.*skip_lineages"):
+    with pytest.raises(InputError, match=r"lineage 'mast' has none of its lineage genes.*skip_lineages"):
         an.drop_absent_sets(m, without_mast)
     # ... unless the analyst says the tissue cannot hold it
     kept, dropped = an.drop_absent_sets(m, without_mast, skip_lineages=["mast"])

@@ -205,7 +205,8 @@ def test_simulated_true_labels_are_confirmed(sim, expectations):
 
 
 # swaps between lineages the seven tags tell apart
-_SWAP_TO = {"CD4_naive": "CD8_naive", "CD4_helper": "CD8_effector_memory", "CD4_Tfh": "CD8_naive", "Treg": "CD8_exhausted",
+_SWAP_TO = {"CD4_naive": "CD8_naive", "CD4_helper": "CD8_effector_memory", "CD4_Tfh": "CD8_naive",
+            "Treg": "CD8_exhausted",
             "CD8_naive": "CD4_helper", "CD8_effector_memory": "NK", "CD8_tissue_resident": "B",
             "CD8_exhausted": "CD4_Tfh", "NK": "CD8_effector_memory", "B": "CD4_helper",
             "mono_classical": "NK", "mono_nonclassical": "B"}

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from cohorts import cluster_like_pipeline
 
 from pinnacle import annotate as an
 from pinnacle import compare
 from pinnacle.errors import InputError
-
-from cohorts import cluster_like_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = ROOT / "resources" / "markers.yaml"
@@ -50,7 +49,8 @@ def test_no_identity_marker_is_a_state_gene():
 
 def test_state_genes_are_removed_and_a_state_only_set_is_refused():
     markers = {"M": {"markers": ["A", "B"], "negative": [], "requires": [], "source": "x",
-                     "subtypes": {"s1": {"markers": ["A", "IDO1"], "negative": ["CD274"], "requires": [], "source": "x"},
+                     "subtypes": {"s1": {"markers": ["A", "IDO1"], "negative": ["CD274"], "requires": [],
+                                         "source": "x"},
                                   "s2": {"markers": ["B"], "negative": [], "requires": [], "source": "x"}}}}
     used, table = an.remove_state_genes(markers, {"IDO1", "CD274"})
     assert used["M"]["subtypes"]["s1"]["markers"] == ["A"] and used["M"]["subtypes"]["s1"]["negative"] == []
@@ -78,7 +78,7 @@ def test_lineage_without_genes_is_an_error_unless_skipped():
     markers = an.load_markers(MARKERS)
     genes = ["CD3D", "CD3E", "CD8A", "CCR7", "SELL", "MS4A1", "LYZ", "CD14", "FCGR3A"]
     adata = _toy(genes)
-    with pytest.raises(InputError, match="lineage 'plasma' has none of its lineage genes.*skip_lineages"):
+    with pytest.raises(InputError, match=r"lineage 'plasma' has none of its lineage genes.*skip_lineages"):
         an.annotate_by_markers(adata, markers, cluster_key=None, absent="drop")
     an.annotate_by_markers(adata, markers, cluster_key=None, absent="drop", state_genes=_state_genes(),
                            skip_lineages=KANG_ABSENT)

@@ -14,10 +14,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from cohorts import simulated_cohort_object
 
 from pinnacle import annotate as an
 from pinnacle.errors import InputError
-from cohorts import simulated_cohort_object
 
 SYMPHONY = Path(__file__).resolve().parents[2] / "shared" / "data" / "symphony_pbmc_3batch"
 
@@ -166,7 +166,8 @@ def test_scanvi_real_pbmc_3prime_reference_maps_5prime_query():
     ari = adjusted_rand_score(truth, pred)
     recall = pd.DataFrame({"truth": truth, "ok": pred == truth}).groupby("truth")["ok"].agg(n="size", recall="mean")
     print(f"\nscANVI 3' -> 5' ({ref.n_obs} -> {query.n_obs} cells, {elapsed:.1f} s): ARI {ari:.3f}, "
-          f"accuracy {(pred == truth).mean():.3f}\n{recall.round(3).to_string()}\n{pd.crosstab(truth, pred).to_string()}")
+          f"accuracy {(pred == truth).mean():.3f}\n{recall.round(3).to_string()}\n"
+          f"{pd.crosstab(truth, pred).to_string()}")
     # Bars: measured over seeds 0-3 (100 + 20 epochs): ARI 0.971-0.984, recall T 0.973-0.995,
     # Mono 0.986-1.000, B, NK, DC 1.000 (HSC 1 and MK 2 query cells: not scored). The bars leave
     # room for torch's CPU numerics; a real regression (a batch effect the model does not

@@ -297,5 +297,5 @@ def test_require_mito_in_the_config_schema():
     assert missing["qc"]["require_mito"] is True  # the schema default fills it in
     bad = copy.deepcopy(config)
     bad["qc"]["require_mito"] = "no"
-    with pytest.raises(Exception, match="require_mito|boolean"):
+    with pytest.raises(Exception, match=r"require_mito|boolean"):
         validate(bad, schema=schema)

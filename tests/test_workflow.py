@@ -101,7 +101,8 @@ def test_outputs_exist_and_agree(demo_run):
     assert comp.loc[comp["design"] == "baseline", "status"].str.startswith("not tested: too few patients").all()
     assert (comp.loc[comp["design"] == "on_treatment", "status"] == "tested").all()
     de = pd.read_csv(res / "tables" / "de" / "on_treatment.tsv", sep="\t")
-    assert len(de) > 1000 and (de["formula"] == "~ patient + timepoint").all() and (de["patients"] == "all pairs: 2").all()
+    assert len(de) > 1000 and (de["formula"] == "~ patient + timepoint").all()
+    assert (de["patients"] == "all pairs: 2").all()
     status = pd.read_csv(res / "tables" / "de" / "baseline_status.tsv", sep="\t")
     assert status["status"].str.startswith("not tested").all()
     # One job per design x cell type (the demo's listed types), joined per design: the design's
@@ -122,7 +123,8 @@ def test_outputs_exist_and_agree(demo_run):
     fdr = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["compare"]["fdr"]
     sig = pd.read_csv(res / "tables" / "de" / "on_treatment_significant.tsv", sep="\t")
     assert len(sig) == (de["padj"] < fdr).sum() and list(sig.columns) == list(de.columns)
-    assert set(zip(sig["cell_type"], sig["gene"])) == set(map(tuple, de.loc[de["padj"] < fdr, ["cell_type", "gene"]].to_numpy()))
+    called = de.loc[de["padj"] < fdr, ["cell_type", "gene"]].to_numpy()
+    assert set(zip(sig["cell_type"], sig["gene"])) == set(map(tuple, called))
     assert pd.read_csv(res / "tables" / "de" / "baseline_significant.tsv", sep="\t").empty
     prot_tests = pd.read_csv(res / "tables" / "proteomics_tests.tsv", sep="\t")
     prot_sig = pd.read_csv(res / "tables" / "proteomics_significant.tsv", sep="\t")
@@ -163,7 +165,8 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     real = tmp_path / "real"
     shutil.copytree(workdir / "demo", real / "demo")
     # .test/config_sheets: the sheets, Harmony as the method (both integration paths run end to
-    # end), the expected doublet rate given as a user must. A CellTypist model trained on the demo run's cells (planted labels), given by path.
+    # end), the expected doublet rate given as a user must. A CellTypist model trained on the
+    # demo run's cells (planted labels), given by path.
     from pinnacle import annotate
 
     demo_cells = ad.read_h5ad(workdir / "results" / "cohort" / "annotated.h5ad")

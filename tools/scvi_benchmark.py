@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 
 def main() -> int:
@@ -37,9 +35,7 @@ def main() -> int:
     import torch
 
     from pinnacle import rna_integrate
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from cohorts import simulated_cohort_object  # test helper: reads the simulated truth
+    from pinnacle.benchmarks import simulated_cohort_object
 
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
