@@ -144,14 +144,11 @@ def test_clr_is_per_cell():
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    """2 patients x 2 timepoints x 1,000 cells (seed 2); each sample's tags and truth labels,
-    planted doublets and damaged cells removed (QC's job)."""
-    from pinnacle.simulate import simulate_cohort  # tests only
-
+def sim(small_cohort):
+    """The session's small cohort (tests/conftest.py: 2 patients x 2 timepoints x 1,500 cells);
+    each sample's tags and truth labels, planted doublets and damaged cells removed (QC's job)."""
     t0 = time.perf_counter()
-    out = tmp_path_factory.mktemp("sim_prot")
-    simulate_cohort(out, n_patients=2, cells_per_sample=1000, dna_cells_per_sample=0, seed=2)
+    out = small_cohort
     truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
     samples = pd.read_csv(out / "samples.tsv", sep="\t", dtype=str)
     parts = {}

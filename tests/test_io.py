@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -101,8 +102,8 @@ def wide_scdna_text(sep="\t"):
         ["chr2", "1", "100", "0.40", "5", "6"],
         ["chrX", "1", "100", "0.41", "7", "0"],
         ["chr10", "1", "100", "0.42", "3", "2"],
-        ["chr1", "101", "200", "0.43", "1", "9"],
         ["chr1", "1", "100", "0.44", "4", "8"],
+        ["chr1", "101", "200", "0.43", "1", "9"],
     ]
     return "".join(sep.join(r) + "\n" for r in rows)
 
@@ -278,6 +279,25 @@ def test_rna_duplicated_barcodes(tmp_path):
         read_rna(p)
 
 
+@pytest.mark.parametrize("fmt", ["h5", "mtx"])
+def test_rna_antibody_tags_only(tmp_path, fmt):
+    if fmt == "h5":
+        p = write_10x_h5(tmp_path / "adt.h5", counts=COUNTS[:, 3:], ids=IDS[3:], names=NAMES[3:], types=TYPES[3:])
+    else:
+        p = write_10x_mtx(tmp_path / "adt", counts=COUNTS[:, 3:])
+        with gzip.open(p / "features.tsv.gz", "wt") as fh:
+            fh.writelines(f"{i}\t{n}\t{t}\n" for i, n, t in zip(IDS[3:], NAMES[3:], TYPES[3:]))
+    with pytest.raises(InputError, match=r"adt(\.h5)?: no 'Gene Expression' features; found only: Antibody Capture "
+                                         r"\(2 features\)\. Fix: give the sample's gene-expression count matrix"):
+        read_rna(p)
+
+
+def test_rna_directory_named_h5(tmp_path):
+    (tmp_path / "s.h5").mkdir()
+    with pytest.raises(InputError, match=r"s\.h5: is a directory, but its name says it is an HDF5 file"):
+        read_rna(tmp_path / "s.h5")
+
+
 def _h5ad_with_protein(path, protein, uns_names=None):
     a = ad.AnnData(X=sp.csr_matrix(COUNTS[:, :3].astype(np.float32)), obs=pd.DataFrame(index=BARCODES))
     a.obsm["protein_expression"] = protein
@@ -450,6 +470,76 @@ def test_scdna_duplicate_cells(tmp_path):
 def test_scdna_h5ad_missing_var_columns(tmp_path):
     ad.AnnData(X=np.ones((1, 2)), var=pd.DataFrame({"chrom": ["chr1", "chr1"]}, index=["a", "b"])).write_h5ad(tmp_path / "d.h5ad")
     with pytest.raises(InputError, match=r"d\.h5ad \[var\]: missing required column\(s\) start, end"):
+        read_scdna(tmp_path / "d.h5ad")
+
+
+def test_scdna_chromosome_names_normalised(tmp_path):
+    text = ("chrom\tstart\tend\tc1\nChr1\t0\t10\t1\n1\t10\t20\t2\nchrx\t0\t10\t3\nMT\t0\t10\t4\n"
+            "chrM\t10\t20\t5\nY\t0\t10\t6\n")
+    a = read_scdna(write_text(tmp_path / "b.tsv", text))
+    assert list(a.var_names) == ["chr1:0-10", "chr1:10-20", "chrX:0-10", "chrY:0-10", "chrM:0-10", "chrM:10-20"]
+    np.testing.assert_array_equal(a.X, [[1, 2, 3, 6, 4, 5]])
+
+
+@pytest.mark.parametrize("name, shown", [("23", "'23'"), ("chrUn_KI270302v1", "'chrUn_KI270302v1'"),
+                                         ("chr1_KI270706v1_random", "'chr1_KI270706v1_random'"), ("", "")])
+def test_scdna_unknown_chromosome(tmp_path, name, shown):
+    text = f"chrom\tstart\tend\tc1\nchr1\t0\t10\t1\nchrX\t0\t10\t2\n{name}\t0\t10\t3\n"
+    problem = f"unknown chromosome {re.escape(shown)}" if name else "missing chromosome name"
+    with pytest.raises(InputError, match=rf"b\.tsv \[column 'chrom'\], data row 3: {problem} \(1 row\(s\) with "
+                                         r"chromosomes outside 1-22, X, Y, M.*Fix: give bins on the primary"):
+        read_scdna(write_text(tmp_path / "b.tsv", text))
+
+
+def test_scdna_numeric_chromosome_column(tmp_path):
+    text = "chrom,start,end,c1\n1,0,10,1\n2,0,10,2\n23,0,10,3\n"
+    with pytest.raises(InputError, match=r"\[column 'chrom'\], data row 3: unknown chromosome '23'"):
+        read_scdna(write_text(tmp_path / "b.csv", text))
+
+
+def test_scdna_overlapping_bins(tmp_path):
+    text = "chrom\tstart\tend\tc1\nchr1\t0\t100\t1\nchr1\t50\t150\t2\nchr2\t0\t100\t3\n"
+    with pytest.raises(InputError, match=r"b\.tsv, data row 2: bins chr1:0-100 \(data row 1\) and chr1:50-150 "
+                                         r"overlap; 1 such pair\(s\) in all\. Fix: give non-overlapping bins"):
+        read_scdna(write_text(tmp_path / "b.tsv", text))
+
+
+def test_scdna_bins_sharing_a_start(tmp_path):
+    text = "chrom\tstart\tend\tc1\nchr1\t0\t100\t1\nchr1\t0\t200\t2\n"
+    with pytest.raises(InputError, match=r"data row 2: bins chr1:0-100 \(data row 1\) and chr1:0-200 overlap"):
+        read_scdna(write_text(tmp_path / "b.tsv", text))
+
+
+def test_scdna_unsorted_bins(tmp_path):
+    text = "chrom\tstart\tend\tc1\nchr1\t100\t200\t1\nchr2\t0\t100\t2\nchr1\t0\t100\t3\n"
+    with pytest.raises(InputError, match=r"b\.tsv, data row 3: bins are not sorted by start within chromosome chr1: "
+                                         r"chr1:0-100 comes after chr1:100-200 \(data row 1\).*Fix: sort the table"):
+        read_scdna(write_text(tmp_path / "b.tsv", text))
+
+
+def test_scdna_long_unsorted_bins(tmp_path):
+    text = "cell_id\tchr\tstart\tend\treads\nc1\t1\t10\t20\t1\nc1\t1\t0\t10\t2\nc2\t1\t10\t20\t1\nc2\t1\t0\t10\t2\n"
+    with pytest.raises(InputError, match=r"l\.tsv, data row 2: bins are not sorted by start within chromosome chr1"):
+        read_scdna(write_text(tmp_path / "l.tsv", text))
+
+
+@pytest.mark.parametrize("start, end, problem", [(10, 10, "its end at or before its start"),
+                                                 (20, 10, "its end at or before its start"),
+                                                 (-5, 10, "a negative start")])
+def test_scdna_bin_bounds(tmp_path, start, end, problem):
+    text = f"chrom\tstart\tend\tc1\nchr1\t{start}\t{end}\t1\n"
+    with pytest.raises(InputError, match=rf"b\.tsv, data row 1: bin chr1:{start}-{end} has {problem}"):
+        read_scdna(write_text(tmp_path / "b.tsv", text))
+
+
+def test_scdna_h5ad_unknown_chromosome_and_overlap(tmp_path):
+    var = pd.DataFrame({"chrom": ["1", "23"], "start": [1, 1], "end": [100, 100]}, index=["b1", "b2"])
+    ad.AnnData(X=np.ones((1, 2)), var=var).write_h5ad(tmp_path / "d.h5ad")
+    with pytest.raises(InputError, match=r"d\.h5ad \[var\] \[column 'chrom'\], var row 2: unknown chromosome '23'"):
+        read_scdna(tmp_path / "d.h5ad")
+    var = pd.DataFrame({"chrom": ["1", "1"], "start": [1, 50], "end": [100, 150]}, index=["b1", "b2"])
+    ad.AnnData(X=np.ones((1, 2)), var=var).write_h5ad(tmp_path / "d.h5ad")
+    with pytest.raises(InputError, match=r"d\.h5ad, var row 2: bins chr1:1-100 \(var row 1\) and chr1:50-150 overlap"):
         read_scdna(tmp_path / "d.h5ad")
 
 

@@ -112,11 +112,8 @@ def test_expected_doublet_rate_scales_with_cells():
 
 
 @pytest.fixture(scope="module")
-def sim_sample(tmp_path_factory):
-    from pinnacle.simulate import simulate_cohort
-
-    out = tmp_path_factory.mktemp("qc")
-    simulate_cohort(out, n_patients=2, n_responders=1, cells_per_sample=1500, dna_cells_per_sample=20, seed=11)
+def sim_sample(small_cohort):
+    out = small_cohort
     truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", index_col="cell_id")
     truth_samples = pd.read_csv(out / "truth" / "samples.tsv", sep="\t", index_col="sample_id")
     sid = "P01_baseline"

@@ -716,13 +716,10 @@ _KANG_DIRECT = {"CD4 T cells": ["CD4_naive", "CD4_helper", "CD4_Tfh", "Treg"],
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory):
+def calib(small_cohort):
     """A cohort big enough to measure detection shares (2 patients x 1,500 droplets), with the
-    interferon twins."""
-    out = tmp_path_factory.mktemp("calib") / "c"
-    simulate.simulate_cohort(out, n_patients=2, cells_per_sample=1500, empty_droplets_per_sample=100,
-                             dna_cells_per_sample=0, seed=11, interferon_twin=True)
-    return out
+    interferon twins (the session's small cohort, tests/conftest.py)."""
+    return small_cohort
 
 
 def _pool_cohort(outdir: Path, *, path_of=None):

@@ -8,7 +8,8 @@ Olink or a plain matrix. The 10x HDF5/mtx readers are written here with h5py/sci
 fix. The scDNA table readers and the MaxQuant ``proteinGroups.txt`` (flag filtering, quantity
 column prefixes, R ``make.names`` variants), DIA-NN ``pg_matrix`` and Olink NPX parsers are
 hand-written because no maintained Python library reads these formats into AnnData.
-Bad input raises :class:`pinnacle.errors.InputError`.
+Bad input raises :class:`pinnacle.errors.InputError`, and so does every file that cannot be
+opened, decompressed, decoded or parsed (``docs/input_errors.md`` lists the failures and messages).
 
 Modules (behind this public namespace): ``_common`` (helpers the readers share), ``rna``
 (scRNA + CITE-seq counts), ``dna`` (scDNA bin counts), ``proteomics`` (cohort proteomics tables).

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pinnacle.errors import InputError
 from pinnacle.io._common import (
-    _check_exists,
+    _check_file,
     _check_unique,
     _read_table,
     _strings_to_float,
@@ -86,7 +86,7 @@ def read_proteomics(path, *, format: str, quantity: str | None = None, scale: st
     if scale != "linear" and format != "matrix":
         raise InputError(path, f"scale={scale!r} only applies to format 'matrix'.",
                          f"drop the scale setting: the {format} scale is fixed by the format.")
-    _check_exists(path, "proteomics table")
+    _check_file(path, "proteomics table")
     df = _read_table(path, as_str=True)
     if df.shape[0] == 0:
         raise InputError(path, "the table has a header but no rows.", "give the full export.")
