@@ -33,13 +33,10 @@ def cell_type_counts(obs: pd.DataFrame, *, sample_key: str = "sample_id", label_
     label_key
         obs column of the label.
     """
-    for k in (sample_key, label_key):
-        if k not in obs:
-            raise InputError("cell_type_counts", f"obs column '{k}' is missing.", "annotate the cells first.")
-    tab = pd.crosstab(obs[sample_key], obs[label_key], dropna=False)
+    tab = _crosstab(obs, sample_key, label_key, where="cell_type_counts", fix="annotate the cells first.",
+                    dropna=False)
     if isinstance(obs[label_key].dtype, pd.CategoricalDtype):
         tab = tab.reindex(columns=obs[label_key].cat.categories, fill_value=0)
-    tab.index.name, tab.columns.name = sample_key, label_key
     return tab.astype(int)
 
 
@@ -55,11 +52,17 @@ def crosstab_clusters(obs: pd.DataFrame, cluster_key: str, label_key: str = "cel
     label_key
         obs column of the label.
     """
-    for k in (cluster_key, label_key):
+    return _crosstab(obs, cluster_key, label_key, where="crosstab_clusters", fix="cluster and annotate first.")
+
+
+def _crosstab(obs: pd.DataFrame, row_key: str, col_key: str, *, where: str, fix: str,
+              dropna: bool = True) -> pd.DataFrame:
+    """Cells per value of ``row_key`` (rows) and ``col_key`` (columns), both axes named."""
+    for k in (row_key, col_key):
         if k not in obs:
-            raise InputError("crosstab_clusters", f"obs column '{k}' is missing.", "cluster and annotate first.")
-    tab = pd.crosstab(obs[cluster_key], obs[label_key])
-    tab.index.name, tab.columns.name = cluster_key, label_key
+            raise InputError(where, f"obs column '{k}' is missing.", fix)
+    tab = pd.crosstab(obs[row_key], obs[col_key], dropna=dropna)
+    tab.index.name, tab.columns.name = row_key, col_key
     return tab
 
 
