@@ -93,9 +93,9 @@ def _config(**overrides) -> dict:
 
 
 def _real_data(tmp_path, *, samples: str | None = None, **overrides) -> dict:
-    """A real-data config on two tiny sheets whose files exist (empty files: nothing is read)."""
+    """A real-data config on two tiny sheets whose files exist (one byte: nothing is read)."""
     for s in ("A_base", "A_res"):
-        (tmp_path / f"{s}.h5").write_bytes(b"")
+        (tmp_path / f"{s}.h5").write_bytes(b"x")
     (tmp_path / "samples.tsv").write_text(samples or (
         "sample_id\tpatient_id\ttimepoint\trna\n"
         f"A_base\tA\tbaseline\t{tmp_path}/A_base.h5\nA_res\tA\tresection\t{tmp_path}/A_res.h5\n"))
@@ -168,6 +168,30 @@ def test_load_rejects_a_bad_sample_row_with_its_line(tmp_path):
     with pytest.raises(InputError, match=r"samples.tsv, line 2, column sample_id.*does not match") as err:
         load(_real_data(tmp_path, samples=sheet), REPO)
     assert "Sample sheet" in str(err.value)
+
+
+def test_load_rejects_an_empty_input_file_before_any_job(tmp_path):
+    """A 0-byte file (an interrupted copy) or an empty 10x directory stops the run at parse time."""
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    config = _real_data(tmp_path)
+    (tmp_path / "A_res.h5").write_bytes(b"")
+    with pytest.raises(InputError, match=r"samples.tsv, line 3 \(sample 'A_res'\), column rna: the scRNA file "
+                       r"'.*A_res.h5' is empty \(0 bytes\)") as err:
+        load(config, REPO)
+    assert "Fix: copy it again" in str(err.value)
+    (tmp_path / "A_res.h5").unlink()
+    (tmp_path / "A_res.h5").mkdir()
+    with pytest.raises(InputError, match=r"line 3 .*column rna: the directory '.*A_res.h5' is empty, so it is "
+                       r"not a 10x matrix directory"):
+        load(config, REPO)
+
+
+def test_raw_min_shared_barcodes_has_a_default_and_a_range():
+    assert _config()["qc"]["raw_min_shared_barcodes"] == 0.99
+    with pytest.raises(Exception, match=r"1.5 is greater than the maximum of 1"):
+        _config(qc__raw_min_shared_barcodes=1.5)
 
 
 def test_load_checks_corrections_before_any_job(tmp_path):

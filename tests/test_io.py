@@ -766,3 +766,119 @@ def test_real_copykit_segment_ratios():
     assert list(pd.unique(a.var["chrom"]))[-1] == "chrX" and len(pd.unique(a.var["chrom"])) == 23
     np.testing.assert_allclose(a.X.mean(axis=1), 1.0, atol=0.1)  # ratios: each cell's mean ~1
     assert 0.08 < a.X.min() and a.X.max() < 4.5
+
+
+# --------------------------------------------------------------------------------------------
+# scDNA samples of one patient share their bins
+# --------------------------------------------------------------------------------------------
+def test_check_same_bins_passes_same_bins_and_names_the_first_difference(tmp_path):
+    from pinnacle.io import check_same_bins
+
+    a = read_scdna(write_text(tmp_path / "a.tsv", wide_scdna_text()), sample_id="P1_base")
+    b = read_scdna(write_text(tmp_path / "b.tsv.gz", wide_scdna_text(), gz=True), sample_id="P1_res")
+    bins = check_same_bins({"P1_base": a, "P1_res": b}, where="patient P1, scDNA")
+    assert list(bins) == list(a.var_names)
+    # a sample binned differently: chr1's second bin ends elsewhere
+    c = read_scdna(write_text(tmp_path / "c.tsv", wide_scdna_text().replace("101\t200", "101\t250")),
+                   sample_id="P1_res")
+    with pytest.raises(InputError, match=r"^patient P1, scDNA: samples 'P1_base' and 'P1_res' have different bins "
+                       r"\(5 vs 5\): bin 2 is chr1:101-200 in 'P1_base' but chr1:101-250 in 'P1_res'\. Fix: count"):
+        check_same_bins({"P1_base": a, "P1_res": c}, where="patient P1, scDNA")
+    # one bin fewer; samples named from obs['sample_id'] when given as a list
+    from pinnacle import sheets
+
+    a = sheets.label_cells(a, sample_id="P1_base", patient_id="P1", timepoint="baseline", response="r")
+    d = sheets.label_cells(b[:, :-1].copy(), sample_id="P1_res", patient_id="P1", timepoint="resection",
+                           response="r")
+    with pytest.raises(InputError, match=r"samples 'P1_base' and 'P1_res' have different bins \(5 vs 4\): bin 5 "
+                       r"is chrX:1-100 in 'P1_base' but none \(it ends there\) in 'P1_res'"):
+        check_same_bins([a, d])
+
+
+# --------------------------------------------------------------------------------------------
+# outputs are whole or absent (pinnacle.writers.atomic_path)
+# --------------------------------------------------------------------------------------------
+def _leftovers(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+def test_atomic_path_renames_on_success_and_removes_on_failure(tmp_path):
+    from pinnacle.writers import atomic_path
+
+    target = tmp_path / "out" / "table.tsv.gz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.endswith("table.tsv.gz") and tmp != target
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole" and _leftovers(target.parent) == ["table.tsv.gz"]
+    # a failed rewrite leaves the previous file as it was, and no temporary file
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-way")
+    assert target.read_bytes() == b"whole" and _leftovers(target.parent) == ["table.tsv.gz"]
+
+
+class _Boom:
+    """Stands in for a DataFrame / AnnData / figure whose writer dies after writing part of the file."""
+
+    def to_csv(self, fh, **kwargs):
+        fh.write("cell_id\tvalue\n" * 1000)
+        raise MemoryError("half-way")
+
+    def write_h5ad(self, path, **kwargs):
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X", data=np.zeros(100))
+        raise OSError("disk full")
+
+    def savefig(self, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise ValueError("bad figure")
+
+
+@pytest.mark.parametrize("name, call", [
+    ("cells.tsv.gz", lambda w, obj, p: w.write_table(obj, p, sep="\t")),
+    ("qc.tsv", lambda w, obj, p: w.write_tsv(obj, p)),
+    ("rna.h5ad", lambda w, obj, p: w.write_h5ad(obj, p, compression="gzip")),
+    ("qc.png", lambda w, obj, p: w.save_figure(obj, p, dpi=110)),
+])
+def test_a_writer_that_fails_mid_way_leaves_no_file(tmp_path, name, call):
+    from pinnacle import writers
+
+    with pytest.raises((MemoryError, OSError, ValueError)):
+        call(writers, _Boom(), tmp_path / "results" / name)
+    assert _leftovers(tmp_path / "results") == []
+
+
+def test_writers_write_whole_files_under_the_target_name(tmp_path):
+    from pinnacle import writers
+
+    df = pd.DataFrame({"a": [1.5, 2.0]}, index=pd.Index(["x", "y"], name="cell_id"))
+    writers.write_table(df, tmp_path / "t.tsv.gz", sep="\t")
+    with gzip.open(tmp_path / "t.tsv.gz", "rt") as fh:
+        assert fh.read() == "cell_id\ta\nx\t1.5\ny\t2.0\n"
+    a = ad.AnnData(np.ones((2, 3), dtype=np.float32))
+    writers.write_h5ad(a, tmp_path / "a.h5ad", compression="gzip")
+    assert ad.read_h5ad(tmp_path / "a.h5ad").shape == (2, 3)
+    h5 = ad.AnnData(sp.csr_matrix(COUNTS.astype(np.float32)),
+                    var=pd.DataFrame({"gene_ids": IDS, "feature_types": TYPES}, index=[f"f{i}" for i in range(5)]))
+    h5.obs_names = BARCODES
+    writers.write_10x_h5(h5, tmp_path / "m.h5")
+    assert read_rna(tmp_path / "m.h5").shape == (4, 5)
+    assert _leftovers(tmp_path) == ["a.h5ad", "m.h5", "t.tsv.gz"]
+
+
+def test_merge_samples_on_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    from pinnacle import rna_integrate
+
+    a = ad.AnnData(np.ones((2, 3), dtype=np.float32))
+    a.obs_names = ["S1:A", "S1:B"]
+    a.write_h5ad(tmp_path / "s1.h5ad")
+
+    def dies(in_files, out_file, **kwargs):
+        Path(out_file).write_bytes(b"half")
+        raise MemoryError("killed")
+
+    monkeypatch.setattr(rna_integrate, "concat_on_disk", dies)
+    (tmp_path / "cohort").mkdir()
+    with pytest.raises(MemoryError):
+        rna_integrate.merge_samples_on_disk([tmp_path / "s1.h5ad"], tmp_path / "cohort" / "merged.h5ad")
+    assert _leftovers(tmp_path / "cohort") == []

@@ -167,6 +167,33 @@ def test_ambient_needs_empty_droplets(sim_sample):
         rna_qc.ambient_profile(rna, rna.obs_names, where="filtered.h5")
 
 
+def test_raw_matrix_must_hold_the_filtered_barcodes():
+    cells = [f"S1:BC{i:03d}-1" for i in range(100)]
+    raw = cells[1:] + [f"S1:EMPTY{i}-1" for i in range(500)]
+    assert rna_qc.check_raw_matches_filtered(raw, cells) == pytest.approx(0.99)  # the default share passes
+    with pytest.raises(InputError, match=r"^raw.h5 \(rna_raw\) and filtered.h5 \(rna\): the raw matrix holds only "
+                       r"98 of the filtered matrix's 100 barcodes \(98.00%; need 99.00%\), so it is not this "
+                       r"sample's raw matrix. Fix: give the raw_feature_bc_matrix of the same sample"):
+        rna_qc.check_raw_matches_filtered(raw[1:], cells, raw_where="raw.h5", filtered_where="filtered.h5")
+    assert rna_qc.check_raw_matches_filtered(raw[1:], cells, min_shared=0.9) == pytest.approx(0.98)
+
+
+def test_ambient_estimate_refuses_another_samples_raw_matrix(sim_sample):
+    rna, raw, _, _ = sim_sample
+    kept = rna[:300].copy()
+    # another run's raw matrix: most of this sample's cell barcodes are not in it
+    other = raw[~raw.obs_names.isin(rna.obs_names[: rna.n_obs // 2])].copy()
+    with pytest.raises(InputError, match=r"P01/raw_feature_bc_matrix.h5 \(rna_raw\) and "
+                       r"P01/filtered_feature_bc_matrix.h5 \(rna\): the raw matrix holds only "
+                       rf"{rna.n_obs - rna.n_obs // 2} of the filtered matrix's {rna.n_obs} barcodes"):
+        rna_qc.estimate_ambient(kept, other, cell_barcodes=rna.obs_names, where="P01/raw_feature_bc_matrix.h5",
+                                filtered_where="P01/filtered_feature_bc_matrix.h5")
+    assert "qc_cluster" not in kept.obs  # stopped before any estimate
+    # lowering the share lets it through (the key qc.raw_min_shared_barcodes)
+    fields, _ = rna_qc.estimate_ambient(kept, other, cell_barcodes=rna.obs_names, min_shared_barcodes=0.4)
+    assert fields["empty_droplets"] > 0
+
+
 # ---- samples without mitochondrial genes (qc.require_mito) ------------------------------------
 
 def _drop_mito(a):

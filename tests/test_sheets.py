@@ -142,6 +142,75 @@ def test_raw_without_filtered(files):
         _check(_samples(rna="", rna_raw="b.h5", dna="a.h5"), files)
 
 
+# ---- files that exist but cannot hold what the column asks for (checked before any job) -----
+
+def _mtx_dir(path: Path, files=("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"), empty=()) -> Path:
+    path.mkdir(parents=True)
+    for name in files:
+        (path / name).write_bytes(b"" if name in empty else b"x")
+    return path
+
+
+def test_ten_x_directories_and_files_pass(files):
+    _mtx_dir(files / "filtered")
+    _mtx_dir(files / "legacy", files=("matrix.mtx", "genes.tsv", "barcodes.tsv"))
+    (files / "d.tsv.gz").write_bytes(b"x")
+    (files / "c.h5ad").write_bytes(b"x")
+    _check(_samples(rna="filtered", rna_raw="legacy/matrix.mtx", dna="d.tsv.gz"), files)
+    _check(_samples(rna="c.h5ad", rna_raw="a.h5"), files)
+
+
+@pytest.mark.parametrize("column", ["rna", "rna_raw"])
+def test_empty_rna_file(files, column):
+    (files / "empty.h5").write_bytes(b"")
+    with pytest.raises(InputError, match=rf"line 3 \(sample 'S2'\), column {column}: the scRNA file "
+                       r"'empty.h5' is empty \(0 bytes\).* Fix: copy it again") as err:
+        _check(_samples(**{column: "empty.h5"}), files)
+    assert "samples.tsv" in str(err.value)
+
+
+def test_empty_dna_file(files):
+    (files / "bins.tsv.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"line 3 \(sample 'S2'\), column dna: the scDNA file 'bins.tsv.gz' "
+                       r"is empty \(0 bytes\)"):
+        _check(_samples(dna="bins.tsv.gz"), files)
+
+
+def test_dna_directory(files):
+    (files / "dna_dir").mkdir()
+    with pytest.raises(InputError, match=r"column dna: 'dna_dir' is a directory, not an scDNA bin-count file"):
+        _check(_samples(dna="dna_dir"), files)
+
+
+@pytest.mark.parametrize("column", ["rna", "rna_raw"])
+def test_empty_rna_directory(files, column):
+    (files / "outs").mkdir()
+    with pytest.raises(InputError, match=rf"line 3 \(sample 'S2'\), column {column}: the directory 'outs' is "
+                       r"empty, so it is not a 10x matrix directory.* Fix: give Cell Ranger's"):
+        _check(_samples(**{column: "outs"}), files)
+
+
+def test_rna_directory_without_barcodes(files):
+    _mtx_dir(files / "outs", files=("matrix.mtx.gz", "features.tsv.gz"))
+    with pytest.raises(InputError, match=r"column rna: the directory 'outs' has no barcodes.tsv.gz or "
+                       r"barcodes.tsv, so it is not a 10x matrix directory"):
+        _check(_samples(rna="outs"), files)
+
+
+def test_rna_directory_with_an_empty_file(files):
+    _mtx_dir(files / "outs", empty=("matrix.mtx.gz",))
+    with pytest.raises(InputError, match=r"column rna: the 10x matrix directory 'outs' holds empty file\(s\) "
+                       r"\['matrix.mtx.gz'\] \(0 bytes\)"):
+        _check(_samples(rna="outs"), files)
+
+
+def test_rna_file_of_another_kind(files):
+    (files / "counts.csv").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"column rna: 'counts.csv' is neither a 10x .h5, an .h5ad nor a 10x "
+                       r"matrix directory"):
+        _check(_samples(rna="counts.csv"), files)
+
+
 def test_attach_sample_meta_rejects_unknown_sample():
     import anndata as ad
     import numpy as np

@@ -10,7 +10,7 @@ import yaml
 
 from pinnacle.errors import InputError
 
-__all__ = ["UniqueKeyLoader", "DuplicateKey", "gene_list", "resource_entry"]
+__all__ = ["UniqueKeyLoader", "DuplicateKey", "load_yaml", "gene_list", "resource_entry"]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -46,6 +46,45 @@ class DuplicateKey(Exception):
 
 
 UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path, *, what: str, missing_fix: str, duplicate_fix: str):
+    """A curated YAML file, each key given once: the one reader of every curated resource
+    (markers, protein expectations, signatures, states).
+
+    Parameters
+    ----------
+    path
+        The YAML file.
+    what
+        What the file is, for the message when it does not exist ("marker file").
+    missing_fix
+        The fix when it does not exist (names the config key).
+    duplicate_fix
+        The fix when a key is given twice.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, invalid YAML, or a key repeated in one mapping (with both lines).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), f"{what} not found.", missing_fix)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=UniqueKeyLoader)  # noqa: S506 (safe loader subclass)
+    except DuplicateKey as e:
+        raise InputError(f"{path} (line {e.line})", f"key '{e.key}' appears twice (first on line {e.first_line}) "
+                         "in the same mapping.", duplicate_fix) from None
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start}).",
+                         "save the file as UTF-8.") from None
+    except yaml.YAMLError as e:
+        raise InputError(str(path), f"not valid YAML: {e}",
+                         "fix the YAML syntax (indentation, colons, brackets).") from None
 
 
 def gene_list(value, where: str, key: str, *, required: bool) -> list[str]:

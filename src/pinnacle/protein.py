@@ -12,10 +12,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import yaml
 
-from pinnacle.curated import DuplicateKey as _DuplicateKey
-from pinnacle.curated import UniqueKeyLoader as _UniqueKeyLoader
+from pinnacle.curated import load_yaml as _load_yaml
 from pinnacle.curated import resource_entry as _resource_entry
 from pinnacle.errors import InputError
 
@@ -83,16 +81,9 @@ def load_protein_expectations(path) -> dict:
         The YAML file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "protein expectation file not found.",
-                         "use resources/protein_markers.yaml or a file in its format.")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
-    except _DuplicateKey as e:
-        raise InputError(f"{path} (line {e.line})", f"key '{e.key}' appears twice (first on line {e.first_line}).",
-                         "give each tag, label and key once.") from None
-    except yaml.YAMLError as e:
-        raise InputError(str(path), f"not valid YAML: {e}", "fix the YAML syntax.") from None
+    raw = _load_yaml(path, what="protein expectation file",
+                     missing_fix="use resources/protein_markers.yaml or a file in its format.",
+                     duplicate_fix="give each tag, label and key once.")
     if not isinstance(raw, Mapping) or set(raw) != _PROT_TOP_KEYS:
         raise InputError(str(path), "the file must have exactly the top-level keys 'tags' and 'cell_types'.",
                          "see resources/protein_markers.yaml.")

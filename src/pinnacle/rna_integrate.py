@@ -9,7 +9,6 @@ rule of the library.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import scanpy as sc
 from anndata.experimental import concat_on_disk
 
 from pinnacle.errors import InputError
+from pinnacle.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,8 @@ def merge_samples_on_disk(paths: Sequence[str | Path], out: str | Path, *,
         log.warning("%d of %d genes are missing from at least one sample and are dropped (join=%s)",
                     len(union) - len(common), len(union), join)
     out = Path(out)
-    tmp = out.with_name(out.stem + ".partial" + out.suffix)
-    concat_on_disk([str(p) for p in paths], str(tmp), join=join, merge="same")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        concat_on_disk([str(p) for p in paths], str(tmp), join=join, merge="same")
     obs = ad.read_h5ad(out, backed="r").obs.copy()
     return obs
 

@@ -367,6 +367,47 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
 # --------------------------------------------------------------------------------------------
 
 
+def check_raw_matches_filtered(raw_barcodes, cell_barcodes, *, min_shared: float = 0.99,
+                               raw_where: str = "raw matrix",
+                               filtered_where: str = "filtered matrix") -> float:
+    """The raw (all-barcode) matrix belongs to the filtered one: it holds at least ``min_shared``
+    of the filtered matrix's barcodes.
+
+    Cell Ranger's ``raw_feature_bc_matrix`` holds every barcode of its ``filtered_feature_bc_matrix``,
+    so a lower share means the raw matrix comes from another sample or another run, and its
+    "empty droplets" would hold that sample's cells.
+
+    Parameters
+    ----------
+    raw_barcodes
+        Barcodes (or cell ids) of the raw matrix.
+    cell_barcodes
+        Barcodes of the filtered matrix, named as ``raw_barcodes`` are.
+    min_shared
+        Smallest accepted share (``qc.raw_min_shared_barcodes``).
+    raw_where, filtered_where
+        The two files, for the error message.
+
+    Returns
+    -------
+    The share of filtered barcodes found in the raw matrix.
+    """
+    cells = pd.Index(cell_barcodes)
+    if len(cells) == 0:
+        return 1.0
+    found = int(cells.isin(pd.Index(raw_barcodes)).sum())
+    share = found / len(cells)
+    if share < min_shared:
+        raise InputError(
+            f"{raw_where} (rna_raw) and {filtered_where} (rna)",
+            f"the raw matrix holds only {found} of the filtered matrix's {len(cells)} barcodes "
+            f"({share:.2%}; need {min_shared:.2%}), so it is not this sample's raw matrix.",
+            "give the raw_feature_bc_matrix of the same sample and Cell Ranger run as the filtered "
+            "matrix in the sample sheet's rna_raw column, or leave rna_raw empty (lower "
+            "qc.raw_min_shared_barcodes only if the filtered barcodes were renamed on purpose).")
+    return share
+
+
 def ambient_profile(raw: ad.AnnData, cell_barcodes, *, max_umis: int = 100,
                     min_droplets: int = 50, where: str = "raw matrix") -> pd.Series:
     """Gene-wise ambient fractions from empty droplets: raw barcodes that are not cells and have
@@ -653,7 +694,8 @@ def quick_clusters(adata: ad.AnnData, *, resolution: float = 0.8, random_state: 
 
 
 def estimate_ambient(kept: ad.AnnData, raw: ad.AnnData, *, cell_barcodes, max_umis: int = 100,
-                     random_state: int = 0, where: str = "raw matrix") -> tuple[dict, pd.Series]:
+                     random_state: int = 0, where: str = "raw matrix", min_shared_barcodes: float = 0.99,
+                     filtered_where: str = "filtered matrix") -> tuple[dict, pd.Series]:
     """Ambient profile from the raw matrix's empty droplets (barcodes not in ``cell_barcodes``,
     i.e. not among all the called cells) and the sample's contamination estimate on its
     QC-passing cells ``kept`` (coarsely clustered for it, in place). Returns the QC-table fields
@@ -673,7 +715,14 @@ def estimate_ambient(kept: ad.AnnData, raw: ad.AnnData, *, cell_barcodes, max_um
         Seed for the coarse clustering.
     where
         The raw matrix's name, for error messages.
+    min_shared_barcodes
+        Share of ``cell_barcodes`` the raw matrix must hold (:func:`check_raw_matches_filtered`),
+        checked before anything is estimated.
+    filtered_where
+        The filtered matrix's name, for error messages.
     """
+    check_raw_matches_filtered(raw.obs_names, cell_barcodes, min_shared=min_shared_barcodes,
+                               raw_where=where, filtered_where=filtered_where)
     genes = kept.var_names.intersection(raw.var_names)
     ambient = ambient_profile(raw[:, genes], cell_barcodes, max_umis=max_umis, where=where)
     quick_clusters(kept, random_state=random_state)

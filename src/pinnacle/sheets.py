@@ -2,8 +2,9 @@
 
 JSON-schema validation (snakemake.utils.validate) checks each row on its own; what a schema
 cannot say (ids unique, every patient known and with a response, one sample per patient and
-timepoint, files present) is checked here so that a bad sheet stops the run at once, with the
-file, the line and the fix in the message.
+timepoint, files present and plausible: no empty file, no 10x directory without its three files)
+is checked here so that a bad sheet stops the run at once, with the file, the line and the fix
+in the message.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import anndata as ad
 import pandas as pd
 
 from pinnacle.errors import InputError
+from pinnacle.io.rna import _MTX_FILES  # the file names a 10x matrix directory may hold
 
 SAMPLE_COLUMNS = ("sample_id", "patient_id", "timepoint", "rna", "rna_raw", "dna")
 MODALITY_COLUMNS = ("rna", "rna_raw", "dna")
+#: file names an scRNA count file may end with (otherwise it must be a 10x matrix directory)
+RNA_FILE_SUFFIXES = (".h5", ".h5ad")
 OBS_META = ("sample_id", "patient_id", "timepoint", "response")
 
 
@@ -99,13 +103,75 @@ def check_patients(patients: pd.DataFrame, *, response_column: str,
     return patients.set_index("patient_id", drop=False)
 
 
+def _empty_file(path: Path) -> bool:
+    return path.stat().st_size == 0
+
+
+def check_input_path(full: Path, *, column: str, value: str, where: str) -> None:
+    """What can be seen of an existing sample-sheet file without reading it.
+
+    ``rna`` / ``rna_raw``: a non-empty ``.h5`` / ``.h5ad`` file, or a 10x matrix directory (or its
+    ``matrix.mtx[.gz]``) holding non-empty ``matrix.mtx[.gz]``, ``features.tsv[.gz]`` (or legacy
+    ``genes.tsv[.gz]``) and ``barcodes.tsv[.gz]``. ``dna``: a non-empty file.
+
+    Parameters
+    ----------
+    full
+        The path, resolved against the run directory; it exists.
+    column
+        The sheet column (``rna``, ``rna_raw``, ``dna``).
+    value
+        The path as written in the sheet, for the message.
+    where
+        The sheet line and sample, for the message.
+    """
+    where = f"{where}, column {column}"
+    recopy = ("copy it again (an interrupted or failed copy leaves it empty), or leave the cell empty "
+              "if the modality was not assayed.")
+    if column == "dna":
+        if full.is_dir():
+            raise InputError(where, f"'{value}' is a directory, not an scDNA bin-count file.",
+                             "give the bin-count table (.tsv / .csv, optionally .gz) or .h5ad of the sample.")
+        if _empty_file(full):
+            raise InputError(where, f"the scDNA file '{value}' is empty (0 bytes).", recopy)
+        return
+    kind = "filtered" if column == "rna" else "raw"
+    if full.is_file() and full.name in _MTX_FILES["matrix"]:
+        full = full.parent  # a matrix.mtx[.gz] stands for its directory
+    if full.is_dir():
+        missing, empty = [], []
+        for key, names in _MTX_FILES.items():
+            found = next((full / n for n in names if (full / n).is_file()), None)
+            if found is None:
+                missing.append(" or ".join(names[:2]) if key != "features" else "features.tsv[.gz] or genes.tsv[.gz]")
+            elif _empty_file(found):
+                empty.append(found.name)
+        if missing:
+            content = "is empty" if not any(full.iterdir()) else f"has no {'; no '.join(missing)}"
+            raise InputError(where, f"the directory '{value}' {content}, so it is not a 10x matrix directory.",
+                             f"give Cell Ranger's {kind}_feature_bc_matrix.h5, or the complete {kind}_feature_bc_"
+                             "matrix/ directory (matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz).")
+        if empty:
+            raise InputError(where, f"the 10x matrix directory '{value}' holds empty file(s) {empty} (0 bytes).",
+                             f"copy the {kind}_feature_bc_matrix/ directory again (an interrupted copy leaves "
+                             "empty files).")
+        return
+    if not full.name.lower().endswith(RNA_FILE_SUFFIXES):
+        raise InputError(where, f"'{value}' is neither a 10x .h5, an .h5ad nor a 10x matrix directory.",
+                         f"give Cell Ranger's {kind}_feature_bc_matrix.h5 or {kind}_feature_bc_matrix/ "
+                         "directory, or an .h5ad with raw counts.")
+    if _empty_file(full):
+        raise InputError(where, f"the scRNA file '{value}' is empty (0 bytes).", recopy)
+
+
 def check_samples(samples: pd.DataFrame, patients: pd.DataFrame, *, timepoints: Sequence[str],
                   base_dir: str | Path = ".", pending: Iterable[str | Path] = (),
                   path: str | Path = "samples.tsv") -> pd.DataFrame:
     """Cross-check the sample sheet against the patients and the disk.
 
-    ``pending`` lists files that a rule of this run will write (the demo cohort), so they need
-    not exist yet. Paths are resolved against ``base_dir`` (the working directory of the run).
+    Every file must exist and pass :func:`check_input_path` (no empty file, no incomplete 10x
+    directory). ``pending`` lists files that a rule of this run will write (the demo cohort), so
+    they need not exist yet. Paths are resolved against ``base_dir`` (the working directory of the run).
 
     Parameters
     ----------
@@ -171,12 +237,14 @@ def check_samples(samples: pd.DataFrame, patients: pd.DataFrame, *, timepoints: 
                 continue
             p = Path(value)
             full = p if p.is_absolute() else base_dir / p
-            if p.as_posix() in pending or full.exists():
+            if p.as_posix() in pending:
                 continue
-            raise InputError(where, f"the '{col}' file '{value}' does not exist "
-                             f"(looked in {full.resolve().parent}).",
-                             "correct the path (relative paths start at the directory snakemake "
-                             "runs in) or leave the cell empty if the modality was not assayed.")
+            if not full.exists():
+                raise InputError(where, f"the '{col}' file '{value}' does not exist "
+                                 f"(looked in {full.resolve().parent}).",
+                                 "correct the path (relative paths start at the directory snakemake "
+                                 "runs in) or leave the cell empty if the modality was not assayed.")
+            check_input_path(full, column=col, value=value, where=where)
     return samples.set_index("sample_id", drop=False)
 
 

@@ -10,6 +10,11 @@ HDF5 objects or gzip headers, fixed dataset order and chunking).
   as cellranger-dna / Ginkgo-style tools export it, gzip-compressed.
 - :func:`write_maxquant_protein_groups` - a MaxQuant-style ``proteinGroups.txt``.
 - :func:`write_tsv` - any DataFrame as TSV (gzip when the name ends in ``.gz``), deterministic.
+
+No output is left half-written: every writer here writes to a temporary name in the target's
+folder and renames it to the target only when the write has finished (:func:`atomic_path`). The
+adapters in ``workflow/scripts/`` write their outputs with the same guarantee through
+:func:`write_table`, :func:`write_h5ad` and :func:`save_figure`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import contextlib
 import gzip
 import io
 import os
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -27,7 +35,103 @@ import scipy.sparse as sp
 
 from pinnacle.errors import InputError
 
-__all__ = ["write_10x_h5", "write_scdna_wide", "write_maxquant_protein_groups", "write_tsv"]
+__all__ = ["atomic_path", "save_figure", "write_10x_h5", "write_h5ad", "write_maxquant_protein_groups",
+           "write_scdna_wide", "write_table", "write_tsv"]
+
+#: temporary files of :func:`atomic_path` start with this (hidden, in the target's folder)
+PARTIAL_PREFIX = ".partial."
+
+
+# --------------------------------------------------------------------------------------------
+# whole files or none
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write ``path`` to; renamed to ``path`` when the block ends normally,
+    removed when it raises.
+
+    The temporary file sits in the target's folder (so the rename is atomic: same file system)
+    and its name ends with the target's name, so writers that go by the extension (pandas'
+    compression, matplotlib's format, ``.h5ad``) behave as for the target. A reader, or a rerun,
+    therefore sees the whole file or none; a killed process (SIGKILL, out of memory) can leave
+    only a hidden ``.partial.*`` file, never a target that looks complete. A target that existed
+    before is left as it was when the write fails.
+
+    Parameters
+    ----------
+    path
+        The file to write; parent folders are created.
+
+    Examples
+    --------
+    >>> with atomic_path("results/table.tsv.gz") as tmp:  # doctest: +SKIP
+    ...     df.to_csv(tmp, sep="\t")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, **to_csv) -> None:
+    """``df.to_csv(path, **to_csv)``, whole or not at all (:func:`atomic_path`).
+
+    Gzip-compressed (deterministically: no time stamp, no file name) when ``path`` ends in .gz;
+    lines end in ``\n``. Every other keyword goes to :meth:`pandas.DataFrame.to_csv`, with its
+    defaults (so ``sep`` must be given for TSV).
+
+    Parameters
+    ----------
+    df
+        The table.
+    path
+        The file to write; parent folders are created.
+    **to_csv
+        Keywords of :meth:`pandas.DataFrame.to_csv` (not ``compression``).
+    """
+    to_csv.setdefault("lineterminator", "\n")
+    with atomic_path(path) as tmp, _open_text(tmp) as fh:
+        df.to_csv(fh, **to_csv)
+
+
+def write_h5ad(adata, path: str | os.PathLike, **kwargs) -> None:
+    """``adata.write_h5ad(path, **kwargs)``, whole or not at all (:func:`atomic_path`).
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    path
+        The ``.h5ad`` file to write.
+    **kwargs
+        Keywords of :meth:`anndata.AnnData.write_h5ad` (``compression="gzip"``, ...).
+    """
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, **kwargs)
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
+    """``fig.savefig(path, **kwargs)``, whole or not at all (:func:`atomic_path`); the format
+    comes from the extension of ``path``.
+
+    Parameters
+    ----------
+    fig
+        A matplotlib figure.
+    path
+        The image to write.
+    **kwargs
+        Keywords of :meth:`matplotlib.figure.Figure.savefig` (``dpi``, ``bbox_inches``, ...).
+    """
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,6 +155,7 @@ def _open_text(path: str | os.PathLike):
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False,
               float_format: str | None = "%.6g") -> None:
     """Write ``df`` as tab-separated text; gzip-compressed (deterministically) if ``path`` ends in .gz.
+    Whole or not at all (:func:`atomic_path`).
 
     Parameters
     ----------
@@ -63,8 +168,7 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False,
     float_format
         ``printf`` format of floats (None: pandas' full precision).
     """
-    with _open_text(path) as fh:
-        df.to_csv(fh, sep="\t", index=index, float_format=float_format, lineterminator="\n")
+    write_table(df, path, sep="\t", index=index, float_format=float_format)
 
 
 def _bytes(values) -> np.ndarray:
@@ -133,9 +237,7 @@ def write_10x_h5(adata, path: str | os.PathLike, *, genome: str = "GRCh38") -> N
     ftypes = adata.var["feature_types"].astype(str).to_numpy()
     genomes = np.where(ftypes == "Gene Expression", genome, "")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w", libver="earliest", track_order=False) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
         f.attrs["filetype"] = "matrix"
         f.attrs["version"] = np.int64(2)
         m = f.create_group("matrix", track_order=False)

@@ -65,7 +65,7 @@ rule composition:
         "benchmarks/compare/composition.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:
@@ -190,7 +190,7 @@ rule signature_enrichment:
         "benchmarks/compare/signature_enrichment.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:
@@ -219,7 +219,7 @@ rule proteomics_tests:
         "benchmarks/compare/proteomics_tests.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:

@@ -29,7 +29,7 @@ if RUN.demo:
             "benchmarks/demo/simulate_demo_cohort.tsv"
         threads: 1
         resources:
-            mem_mb=4000,
+            mem_mb=lambda wc, attempt: 4000 * attempt,
         conda:
             "../../envs/pinnacle.yaml"
         script:

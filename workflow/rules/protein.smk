@@ -16,7 +16,7 @@ rule read_proteomics:
         "benchmarks/proteomics/read_proteomics.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:

@@ -41,7 +41,7 @@ if RUN.truth:
             "benchmarks/truth_check.tsv"
         threads: 1
         resources:
-            mem_mb=2000,
+            mem_mb=lambda wc, attempt: 2000 * attempt,
         conda:
             "../../envs/pinnacle.yaml"
         script:

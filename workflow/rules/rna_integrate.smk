@@ -86,7 +86,7 @@ rule plot_integration:
         "benchmarks/cohort/plot_integration.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:
@@ -105,7 +105,7 @@ rule merge_samples:
         "benchmarks/cohort/merge_samples.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:

@@ -44,7 +44,7 @@ rule qc_summary:
         "benchmarks/rna/qc_summary.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:

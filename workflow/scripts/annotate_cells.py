@@ -6,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
 
-from pinnacle import annotate, compare, rna_integrate  # noqa: E402
+from pinnacle import annotate, compare, rna_integrate, writers  # noqa: E402
 
 cfg = snakemake.params.annotation
 adata = ad.read_h5ad(snakemake.input.h5ad)
@@ -41,17 +41,18 @@ extra = [c for c in ("celltypist_label", "celltypist_conf", "scanvi_label", "sca
                      "annotation_corrected") if c in adata.obs]
 labels = adata.obs[["sample_id", "cell_type_major", "cell_type", "cell_type_confidence", *extra,
                     "cell_type_consensus", "cell_type_agreement", cluster_key, *state_cols]]
-labels.to_csv(snakemake.output.labels, sep="\t", index_label="cell_id")
-annotate.cell_type_counts(adata.obs).to_csv(snakemake.output.counts, sep="\t")
-adata.uns["annotation_markers"]["panel"].to_csv(snakemake.output.panel, sep="\t", index=False)
-annotate.plot_state_scores(adata.obs, states=list(states)).savefig(snakemake.output.states, dpi=110,
-                                                                  bbox_inches="tight")
-annotate.crosstab_clusters(adata.obs, cluster_key, "cell_type").to_csv(snakemake.output.crosstab, sep="\t")
+writers.write_table(labels, snakemake.output.labels, sep="\t", index_label="cell_id")
+writers.write_table(annotate.cell_type_counts(adata.obs), snakemake.output.counts, sep="\t")
+writers.write_table(adata.uns["annotation_markers"]["panel"], snakemake.output.panel, sep="\t", index=False)
+writers.save_figure(annotate.plot_state_scores(adata.obs, states=list(states)), snakemake.output.states, dpi=110,
+                    bbox_inches="tight")
+writers.write_table(annotate.crosstab_clusters(adata.obs, cluster_key, "cell_type"), snakemake.output.crosstab,
+                    sep="\t")
 fig = rna_integrate.plot_embeddings(adata, bases={"UMAP": "X_umap"}, colors=["cell_type_major", "cell_type"])
-fig.savefig(snakemake.output.umap, dpi=110)
-annotate.plot_marker_dotplot(adata, markers, groupby="cell_type").savefig(snakemake.output.dotplot, dpi=110,
-                                                                          bbox_inches="tight")
-annotate.plot_method_agreement(adata.obs, methods=methods).savefig(snakemake.output.methods, dpi=110,
-                                                                   bbox_inches="tight")
-adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+writers.save_figure(fig, snakemake.output.umap, dpi=110)
+writers.save_figure(annotate.plot_marker_dotplot(adata, markers, groupby="cell_type"), snakemake.output.dotplot,
+                    dpi=110, bbox_inches="tight")
+writers.save_figure(annotate.plot_method_agreement(adata.obs, methods=methods), snakemake.output.methods, dpi=110,
+                    bbox_inches="tight")
+writers.write_h5ad(adata, snakemake.output.h5ad, compression="gzip")
 print(adata.obs["cell_type"].value_counts().to_string(), file=sys.stderr)

@@ -5,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd  # noqa: E402
 
-from pinnacle import compare  # noqa: E402
+from pinnacle import compare, writers  # noqa: E402
 
 p, cfg = snakemake.params, snakemake.params.compare
 meta = compare.sample_meta(p.meta)
@@ -16,10 +16,10 @@ tests = pd.concat([compare.composition_test(counts, meta, design=d, response_lev
                                             min_patients=cfg["min_patients"], transform=cfg["composition_transform"],
                                             pseudocount=cfg["pseudocount"])
                    for d in p.designs], ignore_index=True)
-tests.to_csv(snakemake.output.tests, sep="\t", index=False)
+writers.write_table(tests, snakemake.output.tests, sep="\t", index=False)
 props = compare.proportions(counts)
-props.to_csv(snakemake.output.proportions, sep="\t")
+writers.write_table(props, snakemake.output.proportions, sep="\t")
 fig = compare.plot_composition_pairs(props, meta, tests, response_levels=p.response_levels,
                                      timepoints=p.timepoints, fdr=cfg["fdr"])
-fig.savefig(snakemake.output.figure, dpi=110)
+writers.save_figure(fig, snakemake.output.figure, dpi=110)
 print(tests.to_string(), file=sys.stderr)

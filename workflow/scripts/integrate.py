@@ -7,6 +7,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import anndata as ad  # noqa: E402
 
 from pinnacle import rna_integrate as ri  # noqa: E402
+from pinnacle import writers  # noqa: E402
 
 cfg = snakemake.params.integration
 adata, model = ri.integrate(ad.read_h5ad(snakemake.input.h5ad), method=cfg["method"], compare=cfg["compare"],
@@ -20,4 +21,4 @@ if model is not None:
     print(f"scVI: {adata.uns['scvi']}", file=sys.stderr)
 if cfg["method"] != "scvi":
     (model_dir / "README.txt").write_text(f"integration.method is {cfg['method']}: no scVI model is used.\n")
-adata.write_h5ad(snakemake.output.h5ad, compression="gzip")
+writers.write_h5ad(adata, snakemake.output.h5ad, compression="gzip")

@@ -6,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
 
-from pinnacle import annotate, compare, io  # noqa: E402
+from pinnacle import annotate, compare, io, writers  # noqa: E402
 from pinnacle import truth_check as tc  # noqa: E402
 
 cfg = snakemake.params.annotation
@@ -19,5 +19,5 @@ table = tc.label_stability(cohort, twins, markers=annotate.load_markers(snakemak
                            cluster_key=f"leiden_{cfg['cluster_resolution']}", min_score=cfg["min_score"],
                            min_margin=cfg["min_margin"], majority=cfg["majority"], absent=cfg["absent"],
                            skip_lineages=cfg["skip_lineages"])
-table.to_csv(snakemake.output[0], sep="\t", index=False)
+writers.write_table(table, snakemake.output[0], sep="\t", index=False)
 print(table.to_string(), file=sys.stderr)

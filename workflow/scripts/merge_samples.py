@@ -3,8 +3,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from pinnacle import rna_integrate  # noqa: E402
+from pinnacle import rna_integrate, writers  # noqa: E402
 
 obs = rna_integrate.merge_samples_on_disk(list(snakemake.input.rna), snakemake.output.h5ad)
-obs.to_csv(snakemake.output.cells, sep="\t", index_label="cell_id")
+writers.write_table(obs, snakemake.output.cells, sep="\t", index_label="cell_id")
 print(f"merged {len(snakemake.input.rna)} samples, {len(obs)} cells", file=sys.stderr)

@@ -6,9 +6,10 @@ sys.stderr = open(snakemake.log[0], "w")
 import anndata as ad  # noqa: E402
 
 from pinnacle import rna_integrate as ri  # noqa: E402
+from pinnacle import writers  # noqa: E402
 
 adata = ad.read_h5ad(snakemake.input.h5ad)
 method = adata.uns["integration"]["method"]
 fig = ri.plot_embeddings(adata, bases={"unintegrated (PCA)": "X_umap_pca", f"integrated ({method})": "X_umap"},
                          colors=[snakemake.params.batch_key, "timepoint", snakemake.params.leiden])
-fig.savefig(snakemake.output.figure, dpi=110)
+writers.save_figure(fig, snakemake.output.figure, dpi=110)

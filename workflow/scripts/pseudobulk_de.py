@@ -7,7 +7,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pinnacle import compare  # noqa: E402
+from pinnacle import compare, writers  # noqa: E402
 
 
 def read(path):
@@ -18,12 +18,12 @@ def read(path):
 
 p, design, out = snakemake.params, snakemake.wildcards.design, snakemake.output
 res, status = compare.combine_de([read(f) for f in snakemake.input.tables], [read(f) for f in snakemake.input.status])
-res.to_csv(out.table, sep="\t", index=False)
-status.to_csv(out.status, sep="\t", index=False)
-compare.significant(res, fdr=p.fdr).to_csv(out.significant, sep="\t", index=False)
+writers.write_table(res, out.table, sep="\t", index=False)
+writers.write_table(status, out.status, sep="\t", index=False)
+writers.write_table(compare.significant(res, fdr=p.fdr), out.significant, sep="\t", index=False)
 meta = compare.sample_meta(p.meta)
 pb = ad.read_h5ad(snakemake.input.h5ad)
 title = f"{design} ({res['formula'].iloc[0]})" if len(res) else design
-compare.plot_volcanoes(res, fdr=p.fdr, title=title).savefig(out.volcano, dpi=100)
-compare.plot_top_genes(pb, res, meta, fdr=p.fdr, title=title).savefig(out.heatmap, dpi=100)
+writers.save_figure(compare.plot_volcanoes(res, fdr=p.fdr, title=title), out.volcano, dpi=100)
+writers.save_figure(compare.plot_top_genes(pb, res, meta, fdr=p.fdr, title=title), out.heatmap, dpi=100)
 print(status.to_string(), file=sys.stderr)

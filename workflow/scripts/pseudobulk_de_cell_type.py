@@ -5,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
 
-from pinnacle import compare  # noqa: E402
+from pinnacle import compare, writers  # noqa: E402
 
 p, cfg, wc = snakemake.params, snakemake.params.de, snakemake.wildcards
 meta = compare.sample_meta(p.meta)
@@ -16,6 +16,6 @@ res, status = compare.pseudobulk_de(
     pb, meta, design=wc.design, response_levels=p.response_levels, timepoints=p.timepoints,
     covariates=cfg["covariates"], cell_types=[cell_type], min_cells=cfg["min_cells"], min_counts=cfg["min_counts"],
     min_patients=cfg["min_patients"], alpha=cfg["fdr"], shrink=cfg["shrink_lfc"], n_cpus=snakemake.threads)
-res.to_csv(snakemake.output.table, sep="\t", index=False)
-status.to_csv(snakemake.output.status, sep="\t", index=False)
+writers.write_table(res, snakemake.output.table, sep="\t", index=False)
+writers.write_table(status, snakemake.output.status, sep="\t", index=False)
 print(status.to_string(), file=sys.stderr)

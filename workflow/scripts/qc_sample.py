@@ -5,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd  # noqa: E402
 
-from pinnacle import io, rna_qc, sheets  # noqa: E402
+from pinnacle import io, rna_qc, sheets, writers  # noqa: E402
 
 meta, qc, seed = snakemake.params.meta, snakemake.params.qc, snakemake.params.seed
 rna, prot = io.split_features(io.read_rna(snakemake.input.rna, sample_id=meta["sample_id"]))
@@ -24,9 +24,12 @@ rna, summary = rna_qc.run_sample_qc(
 kept = rna[rna.obs["keep"].to_numpy()].copy()
 if snakemake.input.rna_raw:
     raw = io.read_rna(snakemake.input.rna_raw[0], sample_id=meta["sample_id"])
+    # the raw matrix must be this sample's (checked inside, before any estimate)
     fields, ambient = rna_qc.estimate_ambient(kept, raw, cell_barcodes=rna.obs_names,
                                               max_umis=qc["ambient_max_umis"], random_state=seed,
-                                              where=snakemake.input.rna_raw[0])
+                                              where=snakemake.input.rna_raw[0],
+                                              min_shared_barcodes=qc["raw_min_shared_barcodes"],
+                                              filtered_where=snakemake.input.rna)
     summary.update(fields)
     kept.uns["ambient_profile"] = ambient.to_frame()
 else:
@@ -34,17 +37,17 @@ else:
 mito_note = "" if summary["mito_filter"] == rna_qc.MITO_APPLIED else " (mitochondrial filter skipped: no MT genes)"
 fig = rna_qc.plot_sample_qc(rna, title=f"{meta['sample_id']}: {summary['n_cells_kept']} of "
                             f"{summary['n_cells_loaded']} cells kept{mito_note}")
-fig.savefig(snakemake.output.figure, dpi=110)
+writers.save_figure(fig, snakemake.output.figure, dpi=110)
 
 cols = ["barcode", *sheets.OBS_META, "total_counts", "n_genes_by_counts", "log1p_total_counts",
         "log1p_n_genes_by_counts", "pct_counts_mt", "pct_counts_ribo", "pct_counts_hb", "qc_pass",
         "doublet_score", "predicted_doublet", "keep"]
-rna.obs[cols].to_csv(snakemake.output.cells, sep="\t", index_label="cell_id")
-pd.DataFrame([{**meta, **summary, "n_adt": 0 if prot is None else prot.n_vars}]).to_csv(
-    snakemake.output.summary, sep="\t", index=False)
+writers.write_table(rna.obs[cols], snakemake.output.cells, sep="\t", index_label="cell_id")
+writers.write_table(pd.DataFrame([{**meta, **summary, "n_adt": 0 if prot is None else prot.n_vars}]),
+                    snakemake.output.summary, sep="\t", index=False)
 kept.obs = kept.obs.drop(columns=[c for c in kept.obs if c.startswith("qc_fail_")])
-kept.write_h5ad(snakemake.output.rna, compression="gzip")
+writers.write_h5ad(kept, snakemake.output.rna, compression="gzip")
 prot = kept[:, []].copy() if prot is None else prot[kept.obs_names].copy()
 prot.obs = kept.obs[list(sheets.OBS_META)].copy()
-prot.write_h5ad(snakemake.output.prot, compression="gzip")
+writers.write_h5ad(prot, snakemake.output.prot, compression="gzip")
 print(summary, file=sys.stderr)

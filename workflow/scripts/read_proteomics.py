@@ -5,10 +5,10 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd  # noqa: E402
 
-from pinnacle import io, sheets  # noqa: E402
+from pinnacle import io, sheets, writers  # noqa: E402
 
 prot = io.read_proteomics(snakemake.input[0], format=snakemake.params.format,
                           quantity=snakemake.params.quantity)
 prot = sheets.attach_sample_meta(prot, pd.DataFrame(snakemake.params.samples), where=snakemake.input[0])
-prot.write_h5ad(snakemake.output.h5ad, compression="gzip")
+writers.write_h5ad(prot, snakemake.output.h5ad, compression="gzip")
 print(f"{prot.n_obs} samples x {prot.n_vars} protein groups; {prot.uns['proteomics']}", file=sys.stderr)

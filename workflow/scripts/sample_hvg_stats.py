@@ -5,9 +5,9 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
 
-from pinnacle import rna_integrate  # noqa: E402
+from pinnacle import rna_integrate, writers  # noqa: E402
 
 stats = rna_integrate.sample_hvg_stats(ad.read_h5ad(snakemake.input.rna),
                                        n_top_genes=snakemake.params.n_top_genes)
-stats.to_csv(snakemake.output.stats, sep="\t")
+writers.write_table(stats, snakemake.output.stats, sep="\t")
 print(f"loess span used: {stats.attrs['span']}", file=sys.stderr)

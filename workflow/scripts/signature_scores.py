@@ -6,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pinnacle import compare  # noqa: E402
+from pinnacle import compare, writers  # noqa: E402
 
 p, cfg = snakemake.params, snakemake.params.compare
 meta = compare.sample_meta(p.meta)
@@ -14,16 +14,16 @@ signatures = compare.load_signatures(snakemake.input.signatures)
 cohort = ad.read_h5ad(snakemake.input.cohort)
 compare.score_cells(cohort, signatures, random_state=p.seed)
 cols = ["sample_id", "cell_type", *[c for c in cohort.obs if c.startswith("signature_")]]
-cohort.obs[cols].to_csv(snakemake.output.cells, sep="\t", index_label="cell_id")
+writers.write_table(cohort.obs[cols], snakemake.output.cells, sep="\t", index_label="cell_id")
 del cohort
 pb = ad.read_h5ad(snakemake.input.pseudobulk)
 scores = compare.score_pseudobulks(pb, signatures, min_cells=cfg["min_cells"], min_counts=cfg["min_counts"])
-scores.to_csv(snakemake.output.scores, sep="\t", index=False)
+writers.write_table(scores, snakemake.output.scores, sep="\t", index=False)
 tests = pd.concat([compare.signature_tests(scores, meta, design=d, response_levels=p.response_levels,
                                            timepoints=p.timepoints, covariates=cfg["covariates"],
                                            min_patients=cfg["min_patients"]) for d in p.designs],
                   ignore_index=True)
-tests.to_csv(snakemake.output.tests, sep="\t", index=False)
-compare.plot_effect_heatmap(tests, value="t", fdr=cfg["fdr"], title="Signature scores per pseudobulk").savefig(
-    snakemake.output.figure, dpi=100)
+writers.write_table(tests, snakemake.output.tests, sep="\t", index=False)
+fig = compare.plot_effect_heatmap(tests, value="t", fdr=cfg["fdr"], title="Signature scores per pseudobulk")
+writers.save_figure(fig, snakemake.output.figure, dpi=100)
 print(tests.to_string(), file=sys.stderr)

@@ -9,6 +9,7 @@ import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pinnacle import truth_check as tc  # noqa: E402
+from pinnacle import writers  # noqa: E402
 
 inp = snakemake.input
 truth_cells = pd.read_csv(inp.truth_cells, sep="\t")
@@ -52,5 +53,5 @@ if "proteomics_tests" in inp.keys():
     rows += tc.check_proteomics_tests(pd.read_csv(inp.proteomics_tests, sep="\t"), effects, fdr=fdr)
 rows += tc.check_enrichment(pd.read_csv(inp.enrichment, sep="\t"), fdr=fdr)
 table = tc.truth_table(rows)
-table.to_csv(snakemake.output[0], sep="\t", index=False)
+writers.write_table(table, snakemake.output[0], sep="\t", index=False)
 print(table.to_string(), file=sys.stderr)

@@ -8,11 +8,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from pinnacle.curated import DuplicateKey as _DuplicateKey
-from pinnacle.curated import UniqueKeyLoader as _UniqueKeyLoader
 from pinnacle.curated import gene_list as _gene_list
+from pinnacle.curated import load_yaml as _load_yaml
 from pinnacle.curated import resource_entry as _resource_entry
 from pinnacle.errors import InputError
 
@@ -57,20 +55,11 @@ def load_markers(path) -> dict:
         The YAML file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "marker file not found.",
-                         "point the config key 'annotation.markers' at a YAML file such as resources/markers.yaml.")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader subclass)
-    except _DuplicateKey as e:
-        raise InputError(f"{path} (line {e.line})",
-                         f"key '{e.key}' appears twice (first on line {e.first_line}) in the same mapping; "
-                         "set names must be unique and each key given once.",
-                         "rename or merge the duplicated set (or key).") from None
-    except yaml.YAMLError as e:
-        raise InputError(str(path), f"not valid YAML: {e}",
-                         "fix the YAML syntax (indentation, colons, brackets).") from None
+    raw = _load_yaml(path, what="marker file",
+                     missing_fix="point the config key 'annotation.markers' at a YAML file such as "
+                                 "resources/markers.yaml.",
+                     duplicate_fix="set names must be unique and each key given once: rename or merge the "
+                                   "duplicated set (or key).")
     if not isinstance(raw, Mapping) or not raw:
         raise InputError(str(path), "no marker sets found (the file must be a mapping of major cell types).",
                          "see resources/markers.yaml for the format.")

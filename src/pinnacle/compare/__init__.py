@@ -20,10 +20,11 @@ the enrichment (ulm); pydeseq2 tests DE with apeGLM-style shrunken fold changes;
 the per-type linear models. Written here: the design matrices (explicit, so the paired and
 interaction designs are exactly the ones described and full rank is checked), and the
 composition test. For composition we use a linear model of arcsine-square-root (or logit)
-transformed per-sample proportions with patient as the pairing factor and empirical-Bayes moderated variances (as
-propeller does with limma, Phipson et al., Bioinformatics 2022; limma's squeezeVar is
-re-implemented here as limma is R-only) instead of scCODA, because scCODA (pertpy) has no pairing or interaction
-and pooling a patient's two samples as independent would overstate the evidence.
+transformed per-sample proportions with patient as the pairing factor and empirical-Bayes
+moderated variances (as propeller does with limma, Phipson et al., Bioinformatics 2022; limma's
+squeezeVar is ported here as limma is R-only, and tested against limma's own output) instead of
+scCODA, because scCODA (pertpy) has no pairing or interaction and pooling a patient's two samples
+as independent would overstate the evidence.
 
 Modules (private, behind this public namespace): ``_design`` (sample metadata, design matrices),
 ``_moderation`` (least squares with moderated variances, BH), ``_de`` (pseudobulks, pydeseq2 DE

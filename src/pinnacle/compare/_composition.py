@@ -21,16 +21,21 @@ def proportions(counts: pd.DataFrame) -> pd.DataFrame:
 def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                      timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
                      transform: str = "asin", pseudocount: float = 0.5, paired: bool = True,
-                     exclude: Sequence[str] = ("unknown",)) -> pd.DataFrame:
+                     exclude: Sequence[str] = ("unknown",), trend: bool = True, robust: bool = True) -> pd.DataFrame:
     """Per-type test of proportions: each sample's proportion transformed, least squares on the
     design with moderated variances, BH across types.
 
-    ``transform="asin"`` (default) is arcsin(sqrt(p)), which makes the sampling variance of a
-    proportion nearly the same for rare and common types, so that one variance prior fits all
-    types; ``"logit"`` is the empirical logit ``log((n + c) / (N - n + c))``, whose estimate is a
-    log odds ratio but whose variance is far larger for rare types (anti-conservative there when
-    variances are pooled). ``log2_ratio`` is log2 of the mean proportion in the tested group over
-    the reference. Returns a one-row frame with a ``status`` note when the design is not estimable.
+    ``transform="asin"`` (default) is arcsin(sqrt(p)); ``"logit"`` is the empirical logit
+    ``log((n + c) / (N - n + c))``, whose estimate is a log odds ratio but whose variance is far
+    larger for rare types. On either scale the variance still depends on abundance (on the
+    arcsine scale rare, zero-heavy types vary less), so by default (``trend``) the variance prior
+    follows each type's mean transformed proportion (limma-trend, ``eBayes(trend=TRUE)``), and
+    it is fitted robustly (``robust``: ``eBayes(robust=TRUE)``), so that a type far more or less
+    variable than the trend (the malignant fraction) keeps most of its own variance. Without the
+    trend, rare types pull the prior down and abundant types are called too often. ``log2_ratio``
+    is log2 of the mean proportion in the tested group over the reference. Returns a one-row
+    frame with a ``status`` note when the design is not estimable. Null calibration:
+    ``tests/test_compare_null.py`` and docs/statistics.md.
     """
     counts = counts.drop(columns=[c for c in exclude if c in counts.columns])
     counts = counts.loc[counts.index.intersection(meta.index)]
@@ -49,7 +54,9 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     else:
         raise InputError("config.yaml, key compare.composition_transform", f"unknown transform '{transform}'.",
                          "use asin or logit.")
-    res = ols_test(y, d).rename(columns={"feature": "cell_type"})
+    # limma-trend: the prior variance follows each type's mean transformed proportion (lmFit's Amean)
+    amean = y.mean(axis=0).to_numpy()
+    res = ols_test(y, d, robust=robust, covariate=amean if trend else None).rename(columns={"feature": "cell_type"})
     group_col = d.X[d.coef] > 0
     res["mean_prop_ref"] = props[~group_col.to_numpy()].mean().reindex(res["cell_type"]).to_numpy()
     res["mean_prop_test"] = props[group_col.to_numpy()].mean().reindex(res["cell_type"]).to_numpy()
@@ -57,6 +64,8 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     res["transform"] = transform
     res["padj"] = bh(res["pvalue"].to_numpy())
     res = res.assign(**d.describe())
-    res["test"] = f"least squares on {transform}-transformed proportions, moderated variances, BH FDR"
+    moderation = ", ".join(["trend on mean abundance"] * trend + ["robust"] * robust)
+    res["test"] = (f"least squares on {transform}-transformed proportions, moderated variances"
+                   f"{f' ({moderation})' if moderation else ''}, BH FDR")
     res["status"] = "tested"
     return res

@@ -224,7 +224,8 @@ def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame])
     status = pd.concat(list(statuses), ignore_index=True) if len(statuses) else pd.DataFrame()
     if len(status):
         if status["cell_type"].duplicated().any():
-            raise ValueError(f"cell types given twice: {sorted(set(status.loc[status['cell_type'].duplicated(), 'cell_type']))}")
+            twice = sorted(set(status.loc[status["cell_type"].duplicated(), "cell_type"]))
+            raise ValueError(f"cell types given twice: {twice}")
         if status["design"].nunique() > 1:
             raise ValueError(f"parts of different designs: {sorted(status['design'].unique())}")
     tables = [t for t in tables if len(t)]

@@ -113,15 +113,17 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
         sub, n_incomplete = _pairs(sub, timepoints)
         dropped = f"{n_incomplete} patients without both {t0} and {t1}" if n_incomplete else ""
         tp = (sub["timepoint"] == t1).astype(float)
-        X = pd.DataFrame({"Intercept": 1.0}, index=sub.index)
-        if paired:
-            patients = sorted(sub["patient_id"].unique())
-            for p in patients[1:]:
-                X[f"patient[{p}]"] = (sub["patient_id"] == p).astype(float)
-        X["timepoint"] = tp
+        cols = {"Intercept": np.ones(len(sub))}
+        if paired:  # one indicator per patient but the first, built at once (53 columns at trial size)
+            pid = sub["patient_id"].to_numpy()
+            for p in sorted(sub["patient_id"].unique())[1:]:
+                cols[f"patient[{p}]"] = (pid == p).astype(float)
+        cols["timepoint"] = tp.to_numpy()
+        X = pd.DataFrame(cols, index=sub.index)
         if design == "interaction":
             X["timepoint:response"] = tp * (sub["response"] == alt).astype(float)
-            groups = {f"{lvl} pairs": int(sub.loc[sub["response"] == lvl, "patient_id"].nunique()) for lvl in (ref, alt)}
+            groups = {f"{lvl} pairs": int(sub.loc[sub["response"] == lvl, "patient_id"].nunique())
+                      for lvl in (ref, alt)}
             formula, coef = "~ patient + timepoint + timepoint:response", "timepoint:response"
         else:
             groups = {f"{level or 'all'} pairs": int(sub["patient_id"].nunique())}

@@ -48,7 +48,7 @@ def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.Da
     tp_x = {t: i for i, t in enumerate(timepoints)}
     m = meta.loc[meta.index.intersection(props.index)]
     for ax, ct in zip(axes, types):
-        for pid, rows in m.groupby("patient_id"):
+        for _pid, rows in m.groupby("patient_id"):
             rows = rows[rows["timepoint"].isin(tp_x)].sort_values("timepoint", key=lambda s: s.map(tp_x))
             ax.plot(rows["timepoint"].map(tp_x), props.loc[rows.index, ct] * 100, "-o", ms=3, lw=1,
                     color=colour.get(rows["response"].iloc[0], "grey"), alpha=0.8)

@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import yaml
 
+from pinnacle.curated import load_yaml
 from pinnacle.errors import InputError
 
 from ._design import NotEstimable, design_matrix
-from ._moderation import bh, ols_test
+from ._moderation import _coefficient_stats, _xtx_inverse, bh
 
 
 def load_signatures(path) -> dict[str, dict]:
     """Signatures from YAML: name -> {genes, source, description}; each needs genes and a source."""
     where = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise InputError(where, f"cannot be read as YAML ({err}).", "fix the file or point compare.signatures elsewhere.") from None
+    data = load_yaml(path, what="signature file", missing_fix="point compare.signatures (or annotation.states) "
+                     "at a YAML file such as resources/signatures.yaml.",
+                     duplicate_fix="give each signature once: rename or merge the duplicated one.")
     if not isinstance(data, dict) or not data:
         raise InputError(where, "holds no signatures.", "give a mapping: name -> {genes: [...], source: ...}.")
     out = {}
     for name, entry in data.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("genes"), list) or not entry["genes"]:
-            raise InputError(f"{where}, signature '{name}'", "has no list of genes.", "add `genes: [GENE1, GENE2, ...]`.")
+            raise InputError(f"{where}, signature '{name}'", "has no list of genes.",
+                             "add `genes: [GENE1, GENE2, ...]`.")
         if not entry.get("source"):
             raise InputError(f"{where}, signature '{name}'", "has no source.",
                              "add `source:` with the publication the genes come from.")
@@ -38,7 +37,8 @@ def load_signatures(path) -> dict[str, dict]:
     return out
 
 
-def present_signatures(signatures: Mapping[str, dict], genes: Sequence[str], *, min_genes: int = 3) -> dict[str, list[str]]:
+def present_signatures(signatures: Mapping[str, dict], genes: Sequence[str], *,
+                       min_genes: int = 3) -> dict[str, list[str]]:
     """Each signature's genes found in ``genes``; signatures with fewer than ``min_genes`` dropped."""
     have = set(genes)
     out = {}
@@ -86,30 +86,77 @@ def score_pseudobulks(pb: ad.AnnData, signatures: Mapping[str, dict], *, min_cel
 
 def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                     timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
-                    paired: bool = True) -> pd.DataFrame:
-    """OLS of per-pseudobulk signature scores on the design, per cell type x signature; BH within
-    the design across all of them."""
-    out = []
-    for ct, sub in scores.groupby("cell_type"):
-        wide = sub.pivot(index="sample_id", columns="signature", values="score")
-        try:
-            d = design_matrix(meta.loc[meta.index.intersection(wide.index)], design, response_levels=response_levels,
-                              timepoints=timepoints, covariates=covariates, paired=paired, min_patients=min_patients)
-        except NotEstimable as why:
-            out.append(pd.DataFrame([{"cell_type": ct, "design": design, "status": f"not tested: {why}"}]))
+                    paired: bool = True, moderate: bool = True) -> pd.DataFrame:
+    """Least squares of per-pseudobulk signature scores on the design, per cell type x signature;
+    BH within the design across all of them.
+
+    With ``moderate`` each signature's residual variances are squeezed across the cell types
+    (limma's squeezeVar, robust; unequal residual df where types lack pseudobulks), never across
+    the signatures of one type: signatures differ in variance by construction (a signature of
+    co-regulated genes varies more than one of independent genes), so one prior for them squeezes
+    the wide ones towards the narrow ones and calls them too often (measured:
+    tests/test_compare_null.py, docs/statistics.md). A signature scored in fewer than 3 types is
+    not moderated.
+    """
+    # one reshape for all types: samples x (cell type, signature); a type's rows are its pseudobulks
+    wide = scores.set_index(["sample_id", "cell_type", "signature"])["score"].unstack(["cell_type", "signature"])
+    wide = wide.sort_index(axis=1)
+    values, col_types = wide.to_numpy(dtype=float), wide.columns.get_level_values(0)
+    col_sigs = wide.columns.get_level_values(1)
+    fits, status, described = [], [], []
+    designs: dict = {}
+    for ct in sorted(scores["cell_type"].unique()):
+        cols = np.flatnonzero(col_types == ct)
+        block = values[:, cols]
+        rows = ~np.isnan(block).all(axis=1)
+        cols, block = cols[~np.isnan(block).all(axis=0)], block[:, ~np.isnan(block).all(axis=0)]
+        here = wide.index[rows]
+        key = tuple(meta.index.intersection(here))
+        if key not in designs:  # types seen in the same samples share one design
+            try:
+                designs[key] = design_matrix(meta.loc[list(key)], design, response_levels=response_levels,
+                                             timepoints=timepoints, covariates=covariates, paired=paired,
+                                             min_patients=min_patients)
+            except NotEstimable as why:
+                designs[key] = why
+        d = designs[key]
+        if isinstance(d, NotEstimable):
+            status.append({"cell_type": ct, "design": design, "status": f"not tested: {d}"})
             continue
-        res = ols_test(wide, d).rename(columns={"feature": "signature"})
-        res.insert(0, "cell_type", ct)
-        res = res.assign(**d.describe())
-        res["status"] = "tested"
-        out.append(res)
-    if not out:
+        X = d.X.to_numpy(dtype=float)
+        Y = block[wide.index.get_indexer(d.samples)]
+        XtX_inv = _xtx_inverse(X)
+        beta = XtX_inv @ X.T @ Y
+        df = X.shape[0] - X.shape[1]
+        j = d.X.columns.get_loc(d.coef)
+        fits.append((np.full(len(cols), ct, dtype=object), col_sigs[cols].to_numpy(), beta[j],
+                     ((Y - X @ beta) ** 2).sum(axis=0) / df, np.full(len(cols), float(df)),
+                     np.full(len(cols), XtX_inv[j, j])))
+        described += [d.describe()] * len(cols)
+    if not fits and not status:
         return pd.DataFrame(columns=["cell_type", "signature", "design", "status"])
-    res = pd.concat(out, ignore_index=True)
+    out = []
+    if fits:
+        cell_type, signature, estimate, s2, df, unscaled = (np.concatenate(a) for a in zip(*fits))
+        parts = []
+        for sig in pd.unique(signature):  # each signature moderated across the cell types
+            i = np.flatnonzero(signature == sig)
+            parts.append(_coefficient_stats(estimate[i], s2[i], df[i], unscaled[i], moderate=moderate).set_index(i))
+        res = pd.concat([pd.DataFrame({"cell_type": cell_type, "signature": signature}),
+                         pd.concat(parts).sort_index(), pd.DataFrame(described)], axis=1)
+        out.append(res.assign(status="tested"))
+    if status:
+        out.append(pd.DataFrame(status))
+    res = pd.concat(out, ignore_index=True).sort_values("cell_type", kind="stable").reset_index(drop=True)
+    cols = ["cell_type", "signature", "estimate", "ci_low", "ci_high", "t", "pvalue", "df_resid", "df_prior",
+            "df_total", "design", "formula", "patients", "dropped", "status"]
+    res = res[[c for c in cols if c in res.columns]]
     if "pvalue" not in res:
         res["pvalue"] = np.nan
     res["padj"] = bh(res["pvalue"].to_numpy())
-    res["test"] = "OLS on standardised pseudobulk signature score, BH FDR"
+    res["test"] = ("least squares on standardised pseudobulk signature score, variances moderated per signature "
+                   "across cell types, BH FDR" if moderate else
+                   "least squares on standardised pseudobulk signature score, BH FDR")
     return res
 
 

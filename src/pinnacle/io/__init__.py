@@ -15,7 +15,7 @@ Modules (behind this public namespace): ``_common`` (helpers the readers share),
 (scRNA + CITE-seq counts), ``dna`` (scDNA bin counts), ``proteomics`` (cohort proteomics tables).
 """
 
-from pinnacle.io.dna import read_scdna
+from pinnacle.io.dna import check_same_bins, read_scdna
 from pinnacle.io.proteomics import PROTEOMICS_FORMATS, read_proteomics
 from pinnacle.io.rna import ADT, GEX, detect_rna_format, read_rna, split_features
 
@@ -23,6 +23,7 @@ __all__ = [
     "ADT",
     "GEX",
     "PROTEOMICS_FORMATS",
+    "check_same_bins",
     "detect_rna_format",
     "read_proteomics",
     "read_rna",

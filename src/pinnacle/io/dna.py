@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -305,3 +306,65 @@ def _read_scdna_h5ad(path: Path):
         bad = int(np.argmax((~np.isfinite(X) | (X < 0)).any(axis=1)))
         _check_scdna_values(X[bad], where, a.obs_names[bad])
     return X, a.obs_names.to_numpy(dtype=str), bins, "h5ad"
+
+
+def _bin_names(adata: ad.AnnData) -> pd.Index:
+    """``chrom:start-end`` of each bin, from ``var`` columns when present, else ``var_names``."""
+    if all(c in adata.var.columns for c in ("chrom", "start", "end")):
+        v = adata.var
+        return pd.Index((v["chrom"].astype(str) + ":" + v["start"].astype(np.int64).astype(str) + "-"
+                         + v["end"].astype(np.int64).astype(str)).to_numpy())
+    return pd.Index(adata.var_names.astype(str))
+
+
+def check_same_bins(adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData], *,
+                    where: str = "scDNA samples") -> pd.Index:
+    """The scDNA samples (of one patient) share one set of bins, in one order.
+
+    Copy-number profiles and clones are compared bin by bin across a patient's samples, so a
+    sample binned differently (another bin size, another reference, a filtered bin list) cannot
+    be joined to the others.
+
+    Parameters
+    ----------
+    adatas
+        Sample id -> cells x bins AnnData (:func:`read_scdna` output), or a sequence of them
+        (named by ``obs['sample_id']`` when present, else by position).
+    where
+        What the samples are (e.g. ``"patient P01, scDNA"``), for the message.
+
+    Returns
+    -------
+    The shared bins (``chrom:start-end``).
+
+    Raises
+    ------
+    InputError
+        Naming the first two samples whose bins differ and the first differing bin.
+    """
+    if not isinstance(adatas, Mapping):
+        named = {}
+        for i, a in enumerate(adatas):
+            sid = a.obs["sample_id"].iloc[0] if "sample_id" in a.obs and a.n_obs else f"sample {i + 1}"
+            named[str(sid)] = a
+        adatas = named
+    if not adatas:
+        return pd.Index([])
+    items = [(str(k), _bin_names(a)) for k, a in adatas.items()]
+    first, ref = items[0]
+    for name, bins in items[1:]:
+        if bins.equals(ref):
+            continue
+        n = min(len(ref), len(bins))
+        diff = np.flatnonzero(ref[:n].to_numpy() != bins[:n].to_numpy())
+        i = int(diff[0]) if diff.size else n
+        a_bin = ref[i] if i < len(ref) else "none (it ends there)"
+        b_bin = bins[i] if i < len(bins) else "none (it ends there)"
+        raise InputError(
+            where,
+            f"samples '{first}' and '{name}' have different bins ({len(ref)} vs {len(bins)}): bin {i + 1} "
+            f"is {a_bin} in '{first}' but {b_bin} in '{name}'.",
+            "count the scDNA reads of every sample of a patient in the same bins (same bin size, reference "
+            "genome and bin filter), e.g. re-run the binning of the odd sample with the others' bin file.",
+        )
+    return ref
