@@ -1,0 +1,45 @@
+"""Copy number from single-cell DNA: bins, cell QC, GC correction, integer copy number, clones.
+
+Per sample (:func:`process_sample` runs the first four)::
+
+    ref = read_bin_reference("resources/bins_1mb_grch38.tsv.gz")
+    a = filter_bins(read_scdna(path, sample_id=...), reference=ref)   # GC, blacklist
+    qc = cell_qc(a)                                                     # obs cnv_qc_pass
+    a = a[a.obs["cnv_qc_pass"]].copy()
+    gc_correct(a)                                                       # layers["ratio"]
+    call_copy_number(a)                                                 # layers["copy_number"]
+
+Per patient::
+
+    p = combine_samples([a1, a2])                # InputError when the bins differ
+    call_clones(p)                               # obs["clone"]: {patient}_C1.., normal, outlier
+    cons = clone_consensus(p)                    # clones x bins, median integer copy number
+    tree = clone_tree(cons)                      # clone, parent, events
+    fr = clone_fractions(p.obs)                  # per sample
+
+A ratio table (e.g. CopyKit segment ratios) enters at :func:`read_ratio_table` and skips GC
+correction. Libraries: statsmodels (quantile regression's reference engine, lowess), hmmlearn
+(Viterbi), scipy (median filter, spanning tree), scikit-learn (PCA, HDBSCAN). Each module's
+docstring says what is written here and why.
+"""
+
+from .bins import annotate_bins, combine_samples, filter_bins, read_bin_reference, read_ratio_table
+from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance
+from .scdna import call_copy_number, cell_qc, gc_correct, process_sample
+
+__all__ = [
+    "annotate_bins",
+    "call_clones",
+    "call_copy_number",
+    "cell_qc",
+    "clone_consensus",
+    "clone_fractions",
+    "clone_tree",
+    "combine_samples",
+    "event_distance",
+    "filter_bins",
+    "gc_correct",
+    "process_sample",
+    "read_bin_reference",
+    "read_ratio_table",
+]
