@@ -1,5 +1,5 @@
 # Write limma's own results for fixed inputs, for tests/test_compare_null.py (the Python port
-# of squeezeVar / eBayes in src/pinnacle/compare/_moderation.py is tested against them).
+# of squeezeVar / eBayes in src/pinnacle/compare/_limma.py and _moderation.py is tested against them).
 #
 # R is a tool for making these fixtures, never a dependency of the pipeline.
 #

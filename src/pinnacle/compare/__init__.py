@@ -27,10 +27,11 @@ scCODA, because scCODA (pertpy) has no pairing or interaction and pooling a pati
 as independent would overstate the evidence.
 
 Modules (private, behind this public namespace): ``_design`` (sample metadata, design matrices),
-``_moderation`` (least squares with moderated variances, BH), ``_de`` (pseudobulks, pydeseq2 DE
-per cell type, per-type file names, result tables), ``_composition`` (composition test),
-``_proteomics`` (bulk proteomics test), ``_signatures`` (signature file, scores, tests,
-enrichment), ``_figures`` (plots).
+``_moderation`` (least squares with moderated variances, BH), ``_limma`` (the limma port:
+fitFDist, fitFDistRobustly, fitFDistUnequalDF1, squeezeVar), ``_limma_numerics`` (the R
+routines it calls), ``_de`` (pseudobulks, pydeseq2 DE per cell type, per-type file names, result
+tables), ``_composition`` (composition test), ``_proteomics`` (bulk proteomics test),
+``_signatures`` (signature file, scores, tests, enrichment), ``_figures`` (plots).
 """
 
 from ._composition import composition_test, proportions
