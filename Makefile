@@ -38,6 +38,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(SNAKEMAKE) --lint
+	$(VENV)/bin/ruff check src tests tools workflow/scripts resources
 
 dryrun: $(STAMP)
 	$(SNAKEMAKE) -n
