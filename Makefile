@@ -31,7 +31,7 @@ demo: $(STAMP)
 	@echo "Report: $(CURDIR)/results/report.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
