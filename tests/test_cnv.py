@@ -362,19 +362,9 @@ def simulated(tmp_path_factory):
 
 
 def _truth_cn(a: ad.AnnData, labels, clones: pd.DataFrame, male: bool) -> np.ndarray:
-    var = a.var
-    mid = ((var["start"] + var["end"]) // 2).to_numpy()
-    chrom = var["chrom"].to_numpy()
-    base = np.full(a.n_vars, 2)
-    if male:
-        base[chrom == "chrX"] = 1
-    prof = {"normal": base}
-    for c, ev in clones.groupby("clone"):
-        p = base.copy()
-        for _, e in ev.iterrows():
-            p[(chrom == e["chrom"]) & (mid >= e["start"]) & (mid < e["end"])] = e["copy_number"]
-        prof[c] = p
-    return np.vstack([prof[k] for k in labels])
+    from pinnacle.truth_check import planted_copy_number
+
+    return planted_copy_number(a.var, labels, clones, male=male)
 
 
 def test_simulated_scdna_meets_the_bars(simulated):
@@ -451,3 +441,51 @@ def test_copykit_bl1_diploid_fraction_and_subclones():
     assigned = lab != "outlier"
     assert assigned.mean() >= 0.7
     assert silhouette_score(U[assigned], lab[assigned]) >= 0.5
+
+
+def test_simulated_truth_rows_and_the_patient_driver(simulated):
+    """The truth-check rows the workflow writes, on the same clones; process_patient gives the
+    same clones as the steps one by one, and the QC summary counts what the QC table holds."""
+    from pinnacle import truth_check as tc
+
+    patients, truth, clones, sex = simulated
+    rows = {r["metric"]: r for r in tc.check_scdna_clones(patients, truth.reset_index(), clones, sex.to_dict())}
+    assert set(rows) == {"clone_ari", "copy_number_accuracy", "diploid_called_diploid"}
+    assert all(r["pass"] for r in rows.values()), rows
+    pid, a = next(iter(patients.items()))
+    parts = [a[(a.obs["sample_id"] == s).to_numpy()].copy() for s in a.obs["sample_id"].unique()]
+    for part in parts:
+        part.obs = part.obs.drop(columns=["clone"])
+    cells, consensus, tree, fractions, status = cnv.process_patient(parts)
+    assert (cells.obs["clone"].astype(str) == a.obs.loc[cells.obs_names, "clone"].astype(str)).all()
+    assert status["status"] == "ok" and len(tree) == status["n_clones"]
+    assert set(consensus.index) == set(cells.obs["clone"].astype(str)) - {"outlier", "unclustered"}
+    assert fractions.groupby("sample_id")["n_cells"].sum().sum() == cells.n_obs
+    qc = pd.DataFrame({"sample_id": ["S1"] * 3 + ["S2"], "cnv_qc_pass": [True, True, False, True],
+                       "total_reads": [10, 30, 1, 5], "mapd": [0.1, 0.2, 0.9, 0.1], "zero_fraction": 0.0,
+                       "cnv_diploid": [True, False, np.nan, True]})
+    summary = cnv.summarise_cell_qc(qc).set_index("sample_id")
+    assert summary.loc["S1", ["n_cells", "n_pass", "n_diploid"]].tolist() == [3, 2, 1]
+    assert summary.loc["S1", "diploid_fraction"] == 0.5 and summary.loc["S1", "median_reads"] == 10
+
+
+def test_clone_figures_draw_every_clone_with_a_legend(simulated):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    patients, *_ = simulated
+    pid, a = next(iter(patients.items()))
+    fig = cnv.plot_clone_heatmap(a)
+    labels = {t.get_text().split(" (")[0] for t in fig.axes[2].get_legend().get_texts()}
+    assert set(a.obs["clone"].astype(str)) <= labels
+    plt.close(fig)
+    cons = cnv.clone_consensus(a)
+    fig = cnv.plot_consensus_profiles(cons)
+    assert [ax.get_ylabel() for ax in fig.axes] == list(cons.index)
+    plt.close(fig)
+    fr = cnv.clone_fractions(a.obs).assign(patient_id=pid)
+    fig = cnv.plot_clone_fractions(fr)
+    assert fig.axes[0].get_legend() is not None and len(fig.axes[0].get_xticklabels()) == fr["sample_id"].nunique()
+    plt.close(fig)

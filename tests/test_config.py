@@ -133,7 +133,7 @@ def test_load_real_data_sheets(tmp_path):
 
     run = load(_real_data(tmp_path), REPO)
     assert not run.demo and run.truth == "" and run.twin_samples == ()
-    assert run.rna_samples == ("A_base", "A_res") and run.dna_samples == ()
+    assert run.rna_samples == ("A_base", "A_res") and run.dna_samples == () and run.dna_patients == ()
     assert run.sample_meta("A_res") == {"sample_id": "A_res", "patient_id": "A", "timepoint": "resection",
                                         "response": "responder"}
     assert run.compare_meta()[0]["sample_id"] == "A_base"
@@ -150,6 +150,9 @@ def test_load_real_data_sheets(tmp_path):
     ({"annotation__cluster_resolution": 2.0}, "annotation.cluster_resolution", "not one of integration.leiden"),
     ({"compare__designs": ["on_treatment_partial"]}, "compare.designs", "names no response level"),
     ({"compare__covariates": ["smoking"]}, "compare.covariates", "not columns of the patient sheet"),
+    ({"cnv__ploidy_range": [4.0, 2.0]}, "cnv.ploidy_range", "empty or reversed"),
+    ({"cnv__gc_range": [0.5, 0.5]}, "cnv.gc_range", "empty or reversed"),
+    ({"cnv__bin_reference": "resources/no_bins.tsv.gz"}, "cnv.bin_reference", "exists neither"),
 ])
 def test_load_rejects_each_bad_setting_with_its_key(tmp_path, overrides, where, message):
     from pinnacle.config import load

@@ -78,8 +78,19 @@ def test_outputs_exist_and_agree(demo_run):
     prot = ad.read_h5ad(res / "rna" / "P01_baseline" / "prot.h5ad")
     assert prot.n_vars >= 25 and (prot.var["feature_types"] == "Antibody Capture").all()
     assert (res / "figures" / "qc_summary.png").stat().st_size > 10_000
-    dna = ad.read_h5ad(res / "dna" / "P01_baseline" / "bins.h5ad")
-    assert dna.n_obs == 40 and {"chrom", "start", "end"} <= set(dna.var)
+    # scDNA: every cell in the QC table, the passing ones called; clones per patient, joined
+    dna_qc = pd.read_csv(res / "dna" / "P01_baseline" / "cell_qc.tsv", sep="\t")
+    assert len(dna_qc) == 40 and dna_qc["cnv_qc_pass"].any()
+    dna = ad.read_h5ad(res / "dna" / "P01_baseline" / "copy_number.h5ad")
+    assert dna.n_obs == dna_qc["cnv_qc_pass"].sum() and {"chrom", "start", "end"} <= set(dna.var)
+    assert {"counts", "ratio", "copy_number"} <= set(dna.layers)
+    fractions = pd.read_csv(res / "tables" / "clone_fractions.tsv", sep="\t")
+    assert set(fractions["patient_id"]) == {"P01", "P02"} and fractions["timepoint"].notna().all()
+    assert fractions.loc[fractions["sample_id"] == "P01_baseline", "n_cells"].sum() == dna_qc["cnv_qc_pass"].sum()
+    clones = ad.read_h5ad(res / "cnv" / "P01" / "clones.h5ad")
+    assert clones.n_obs == sum(pd.read_csv(res / "dna" / s / "cell_qc.tsv", sep="\t")["cnv_qc_pass"].sum()
+                               for s in ("P01_baseline", "P01_resection"))
+    assert (res / "figures" / "cnv" / "P01_heatmap.png").stat().st_size > 10_000
     prot_bulk = ad.read_h5ad(res / "proteomics" / "proteomics.h5ad")
     assert prot_bulk.n_obs == 4 and set(prot_bulk.obs["patient_id"]) == {"P01", "P02"}
     assert (workdir / "logs").is_dir() and any((workdir / "benchmarks").rglob("*.tsv"))
@@ -190,7 +201,7 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     assert len(found) >= 10
     status = pd.read_csv(real / "results" / "tables" / "de" / "on_treatment_status.tsv", sep="\t")
     assert list(status["cell_type"]) == found and (status["status"] == "tested").any()
-    assert sorted(p.stem for p in (real / "results" / "compare" / "de" / "interaction").glob("*.status.tsv")) == \
+    assert sorted(p.stem for p in (real / "results" / "compare" / "de" / "on_treatment").glob("*.status.tsv")) == \
         sorted(f"{t}.status" for t in found)
     labels = pd.read_csv(real / "results" / "cohort" / "cell_labels.tsv.gz", sep="\t", index_col="cell_id")
     assert {"celltypist_label", "cell_type_consensus", "cell_type_agreement"} <= set(labels)

@@ -29,7 +29,7 @@ __all__ = ["Run", "load", "resource_path", "RESOURCE_KEYS"]
 
 #: config keys that name a curated resource shipped in ``resources/`` (resolved by resource_path)
 RESOURCE_KEYS = (("annotation", "markers"), ("annotation", "protein_markers"), ("annotation", "states"),
-                 ("compare", "signatures"))
+                 ("compare", "signatures"), ("cnv", "bin_reference"))
 #: config keys that name an optional file the analyst provides ("" = off)
 OPTIONAL_FILE_KEYS = (("annotation", "celltypist_model"), ("annotation", "scanvi_reference"))
 
@@ -60,6 +60,8 @@ class Run:
         Curated YAML files whose genes the cohort object always keeps.
     rna_samples, dna_samples
         Samples with an scRNA / scDNA file.
+    dna_patients
+        Patients with at least one scDNA sample (clones are called per patient).
     twin_samples
         Samples with an interferon-off twin in the truth folder.
     """
@@ -75,6 +77,7 @@ class Run:
     gene_resources: tuple[str, ...]
     rna_samples: tuple[str, ...] = field(default=())
     dna_samples: tuple[str, ...] = field(default=())
+    dna_patients: tuple[str, ...] = field(default=())
     twin_samples: tuple[str, ...] = field(default=())
 
     def twin_path(self, sample: str) -> str:
@@ -98,6 +101,16 @@ class Run:
         row = self.samples.loc[sample]
         return {"sample_id": sample, "patient_id": row["patient_id"], "timepoint": row["timepoint"],
                 "response": row["response"]}
+
+    def patient_dna_samples(self, patient: str) -> list[str]:
+        """The scDNA samples of a patient, in sheet order.
+
+        Parameters
+        ----------
+        patient
+            A patient id of :attr:`dna_patients`.
+        """
+        return [s for s in self.dna_samples if self.samples.loc[s, "patient_id"] == patient]
 
     def compare_meta(self) -> list[dict]:
         """Sample -> patient, timepoint, response and covariates, for the comparison adapters."""
@@ -230,6 +243,14 @@ def _check_annotation(cfg: Mapping) -> None:
         load_corrections(ann["corrections"], load_markers(ann["markers"]))
 
 
+def _check_cnv(cfg: Mapping) -> None:
+    for key in ("gc_range", "ploidy_range"):
+        lo, hi = cfg["cnv"][key]
+        if not lo < hi:
+            raise InputError(f"config.yaml, key cnv.{key}", f"the range [{lo}, {hi}] is empty or reversed.",
+                             "give [low, high] with low < high.")
+
+
 def _check_compare(cfg: Mapping, samples: pd.DataFrame, patients: pd.DataFrame) -> tuple[str, ...]:
     from pinnacle.compare import design_names
 
@@ -269,11 +290,13 @@ def load(config: Mapping, basedir: str | Path) -> Run:
     _check_inputs(cfg)
     _resolve_resources(cfg, basedir)
     _check_annotation(cfg)
+    _check_cnv(cfg)
     samples, patients = _load_sheets(cfg, basedir / "workflow" / "schemas")
     designs = _check_compare(cfg, samples, patients)
 
     rna = tuple(s for s in samples.index if samples.loc[s, "rna"])
     dna = tuple(s for s in samples.index if samples.loc[s, "dna"])
+    dna_patients = tuple(dict.fromkeys(samples.loc[list(dna), "patient_id"].astype(str)))
     truth = cfg["truth"]
     last = cfg["timepoints"][-1]
     if cfg["demo"]["enabled"]:
@@ -289,4 +312,5 @@ def load(config: Mapping, basedir: str | Path) -> Run:
             resources.append(res)
     return Run(config=cfg, basedir=basedir, demo=bool(cfg["demo"]["enabled"]), samples=samples,
                patients=patients, truth=truth, proteomics=cfg["proteomics"], designs=designs,
-               gene_resources=tuple(resources), rna_samples=rna, dna_samples=dna, twin_samples=twins)
+               gene_resources=tuple(resources), rna_samples=rna, dna_samples=dna, dna_patients=dna_patients,
+               twin_samples=twins)

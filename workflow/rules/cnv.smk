@@ -1,21 +1,88 @@
-# Stage 6: copy number. Per-sample scDNA bin counts are read into AnnData (cells x bins).
+# Stage 6: copy number. scDNA per sample (bins, cell QC, GC correction, integer copy number),
+# clones per patient (clusters, consensus profiles, tree, fractions), then the cohort's tables.
 
 
-rule read_dna_sample:
+rule cnv_sample:
     input:
         dna=get_dna,
+        reference=CFG["cnv"]["bin_reference"],
     output:
-        h5ad="results/dna/{sample}/bins.h5ad",
+        h5ad="results/dna/{sample}/copy_number.h5ad",
+        qc="results/dna/{sample}/cell_qc.tsv",
     params:
         meta=lambda wc: RUN.sample_meta(wc.sample),
+        cnv=CFG["cnv"],
     log:
-        "logs/dna/{sample}/read_dna_sample.log",
+        "logs/dna/{sample}/cnv_sample.log",
     benchmark:
-        "benchmarks/dna/{sample}/read_dna_sample.tsv"
+        "benchmarks/dna/{sample}/cnv_sample.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/cnv_sample.py"
+
+
+rule cnv_patient:
+    input:
+        samples=get_patient_copy_number,
+    output:
+        h5ad="results/cnv/{patient}/clones.h5ad",
+        consensus="results/cnv/{patient}/consensus.tsv",
+        tree="results/cnv/{patient}/tree.tsv",
+        fractions="results/cnv/{patient}/clone_fractions.tsv",
+        status="results/cnv/{patient}/status.tsv",
+        heatmap=report("results/figures/cnv/{patient}_heatmap.png", caption="../report/cnv_heatmap.rst",
+                       category="5. Copy number", subcategory="per patient", labels={"patient": "{patient}",
+                                                                                     "figure": "cells by clone"}),
+        profiles=report("results/figures/cnv/{patient}_consensus.png", caption="../report/cnv_consensus.rst",
+                        category="5. Copy number", subcategory="per patient",
+                        labels={"patient": "{patient}", "figure": "clone consensus profiles"}),
+    params:
+        clones=CFG["cnv"]["clones"],
+        max_cn=CFG["cnv"]["max_copy_number"],
+        seed=CFG["seed"],
+    log:
+        "logs/cnv/{patient}/cnv_patient.log",
+    benchmark:
+        "benchmarks/cnv/{patient}/cnv_patient.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/cnv_patient.py"
+
+
+rule cnv_cohort:
+    input:
+        qc=expand("results/dna/{sample}/cell_qc.tsv", sample=RUN.dna_samples),
+        fractions=expand("results/cnv/{patient}/clone_fractions.tsv", patient=RUN.dna_patients),
+        trees=expand("results/cnv/{patient}/tree.tsv", patient=RUN.dna_patients),
+        status=expand("results/cnv/{patient}/status.tsv", patient=RUN.dna_patients),
+    output:
+        qc=report("results/tables/cnv_cell_qc.tsv", caption="../report/cnv_cell_qc.rst",
+                  category="5. Copy number", labels={"table": "scDNA cell QC per sample"}),
+        fractions=report("results/tables/clone_fractions.tsv", caption="../report/clone_fractions_table.rst",
+                         category="5. Copy number", labels={"table": "clone fractions per sample"}),
+        trees="results/tables/clone_trees.tsv",
+        status=report("results/tables/cnv_clone_status.tsv", caption="../report/cnv_clone_status.rst",
+                      category="5. Copy number", labels={"table": "clone calling per patient"}),
+        figure=report("results/figures/clone_fractions.png", caption="../report/clone_fractions.rst",
+                      category="5. Copy number", labels={"figure": "clone fractions per sample"}),
+    params:
+        meta=RUN.compare_meta(),
+    log:
+        "logs/cnv/cnv_cohort.log",
+    benchmark:
+        "benchmarks/cnv/cnv_cohort.tsv"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
     conda:
         "../../envs/pinnacle.yaml"
     script:
-        "../scripts/read_dna_sample.py"
+        "../scripts/cnv_cohort.py"

@@ -21,6 +21,7 @@ CFG = RUN.config
 
 wildcard_constraints:
     sample="|".join(map(str, RUN.samples.index)),
+    patient="|".join(map(str, RUN.samples["patient_id"].unique())),
 
 
 # Per-type DE outputs are named by compare.cell_type_file_name (any label -> a safe file name).
@@ -38,6 +39,11 @@ def get_rna_raw(wildcards):
 
 def get_dna(wildcards):
     return RUN.samples.loc[wildcards.sample, "dna"]
+
+
+def get_patient_copy_number(wildcards):
+    """The per-sample copy-number objects of a patient's scDNA samples."""
+    return [f"results/dna/{s}/copy_number.h5ad" for s in RUN.patient_dna_samples(wildcards.patient)]
 
 
 def annotation_inputs(wildcards):
@@ -84,7 +90,8 @@ def get_final_output():
            "results/figures/qc_summary.png", "results/cohort/integrated.h5ad",
            "results/figures/umap_integration.png", "results/cohort/annotated.h5ad",
            "results/tables/integration_metrics.tsv"]
-    out += expand("results/dna/{sample}/bins.h5ad", sample=RUN.dna_samples)
+    if RUN.dna_samples:
+        out += ["results/tables/clone_fractions.tsv", "results/figures/clone_fractions.png"]
     if RUN.proteomics["path"]:
         out += ["results/proteomics/proteomics.h5ad", "results/tables/proteomics_tests.tsv"]
     out.append("results/tables/protein_evidence.tsv")
@@ -106,7 +113,8 @@ def truth_check_inputs(wildcards):
         "qc_summary": "results/rna/qc_summary.tsv",
         "integrated": "results/cohort/integrated.h5ad",
         "labels": "results/cohort/cell_labels.tsv.gz",
-        "dna": expand("results/dna/{sample}/bins.h5ad", sample=RUN.dna_samples),
+        "dna_qc": expand("results/dna/{sample}/cell_qc.tsv", sample=RUN.dna_samples),
+        "clones": expand("results/cnv/{patient}/clones.h5ad", patient=RUN.dna_patients),
         "composition": "results/tables/composition_tests.tsv",
         "protein_evidence": "results/cohort/protein_evidence.tsv.gz",
         "de": expand("results/tables/de/{design}.tsv", design=RUN.designs),
@@ -118,6 +126,7 @@ def truth_check_inputs(wildcards):
     }
     if RUN.dna_samples:
         inputs["truth_dna_cells"] = truth(truth_layout.DNA_CELLS)
+        inputs["truth_clones"] = truth(truth_layout.CLONES)
     if RUN.twin_samples:
         inputs["label_stability"] = "results/truth/label_stability.tsv"
     if RUN.proteomics["path"]:

@@ -33,9 +33,15 @@ rows += tc.check_integration(integrated.obs, {k: integrated.obsm[k][:] for k in 
 rows += tc.check_annotation(pd.read_csv(inp.labels, sep="\t", index_col="cell_id"), truth_cells)
 if "label_stability" in inp.keys():
     rows += tc.check_label_stability(pd.read_csv(inp.label_stability, sep="\t"))
-if inp.dna:
-    dna_ids = [i for p in inp.dna for i in ad.read_h5ad(p, backed="r").obs_names]
-    rows += tc.check_dna_reading(dna_ids, pd.read_csv(inp.truth_dna_cells, sep="\t"))
+if inp.dna_qc:
+    truth_dna = pd.read_csv(inp.truth_dna_cells, sep="\t")
+    dna_ids = [i for p in inp.dna_qc for i in pd.read_csv(p, sep="\t", usecols=["cell_id"])["cell_id"]]
+    rows += tc.check_dna_reading(dna_ids, truth_dna)
+    # copy number and clones (cnv stage)
+    clones = {p.split("/")[-2]: ad.read_h5ad(p) for p in inp.clones}
+    sex = snakemake.params.sex
+    rows += tc.check_scdna_clones(clones, truth_dna, pd.read_csv(inp.truth_clones, sep="\t", keep_default_na=False),
+                                  sex)
 if "proteomics" in inp.keys():
     prot = ad.read_h5ad(inp.proteomics)
     truth_prot = pd.read_csv(inp.truth_proteins, sep="\t")

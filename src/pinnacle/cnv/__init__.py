@@ -16,6 +16,10 @@ Per patient::
     cons = clone_consensus(p)                    # clones x bins, median integer copy number
     tree = clone_tree(cons)                      # clone, parent, events
     fr = clone_fractions(p.obs)                  # per sample
+    # or all of it: p, cons, tree, fr, status = process_patient([a1, a2])
+
+Figures (``figures``): :func:`plot_clone_heatmap`, :func:`plot_consensus_profiles`,
+:func:`plot_clone_fractions`.
 
 A ratio table (e.g. CopyKit segment ratios) enters at :func:`read_ratio_table` and skips GC
 correction. Libraries: statsmodels (quantile regression's reference engine, lowess), hmmlearn
@@ -24,8 +28,9 @@ docstring says what is written here and why.
 """
 
 from .bins import annotate_bins, combine_samples, filter_bins, read_bin_reference, read_ratio_table
-from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance
-from .scdna import call_copy_number, cell_qc, gc_correct, process_sample
+from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance, process_patient
+from .figures import plot_clone_fractions, plot_clone_heatmap, plot_consensus_profiles
+from .scdna import call_copy_number, cell_qc, gc_correct, process_sample, summarise_cell_qc
 
 __all__ = [
     "annotate_bins",
@@ -39,7 +44,12 @@ __all__ = [
     "event_distance",
     "filter_bins",
     "gc_correct",
+    "plot_clone_fractions",
+    "plot_clone_heatmap",
+    "plot_consensus_profiles",
+    "process_patient",
     "process_sample",
     "read_bin_reference",
     "read_ratio_table",
+    "summarise_cell_qc",
 ]

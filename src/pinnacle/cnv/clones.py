@@ -22,6 +22,7 @@ The PCA is randomised with a seed (``random_state``): the same input and seed gi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -31,7 +32,9 @@ from scipy.spatial.distance import cdist
 
 from pinnacle.errors import InputError
 
-__all__ = ["call_clones", "clone_consensus", "clone_fractions", "clone_tree", "event_distance"]
+from .bins import combine_samples
+
+__all__ = ["call_clones", "clone_consensus", "clone_fractions", "clone_tree", "event_distance", "process_patient"]
 
 NORMAL = "normal"
 OUTLIER = "outlier"
@@ -335,3 +338,31 @@ def clone_fractions(obs: pd.DataFrame, *, sample_key: str = "sample_id", clone_k
     share = tab["n_cells"] / tum_tot.where(tum_tot > 0, 1)
     tab["fraction_of_tumour"] = np.where(~tumour & (tum_tot > 0), share, np.nan)
     return tab.sort_values([sample_key, clone_key]).reset_index(drop=True)
+
+
+def process_patient(samples: Mapping[str, ad.AnnData] | Sequence[ad.AnnData], *, clone_options: dict | None = None,
+                    random_state: int = 0) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """One patient's scDNA samples from copy number to clones (the per-patient rule's work).
+
+    Parameters
+    ----------
+    samples
+        The patient's samples as :func:`pinnacle.cnv.process_sample` returns them (obs
+        ``sample_id`` and ``patient_id``), on the same bins.
+    clone_options
+        Keyword options of :func:`call_clones` (``min_cells``, ``min_fraction``, ...).
+    random_state
+        Seed of the clustering.
+
+    Returns
+    -------
+    The joined cells with ``obs['clone']``, the consensus profiles (clones x bins), the clone
+    tree, the clone fractions per sample, and the clone-calling status of the patient.
+    """
+    adata = combine_samples(samples)
+    call_clones(adata, random_state=random_state, **(clone_options or {}))
+    consensus = clone_consensus(adata)
+    tree = clone_tree(consensus, chrom=adata.var["chrom"].astype(str).to_numpy())
+    fractions = clone_fractions(adata.obs)
+    status = next(iter(adata.uns["cnv_clones"].values()), {"status": "no cells"})
+    return adata, consensus, tree, fractions, status

@@ -41,7 +41,7 @@ from pinnacle.errors import InputError
 
 from .bins import filter_bins, is_autosome
 
-__all__ = ["call_copy_number", "cell_qc", "gc_correct", "process_sample"]
+__all__ = ["call_copy_number", "cell_qc", "gc_correct", "process_sample", "summarise_cell_qc"]
 
 _MAD_SCALE = 1.4826
 
@@ -467,3 +467,32 @@ def process_sample(adata: ad.AnnData, *, reference: pd.DataFrame | None = None,
     gc_correct(out, **(gc_options or {}))
     call_copy_number(out, **(cn_options or {}))
     return out, table
+
+
+def summarise_cell_qc(table: pd.DataFrame, *, sample_key: str = "sample_id", pass_key: str = "cnv_qc_pass"
+                      ) -> pd.DataFrame:
+    """One row per sample from the per-cell scDNA QC tables: cells read and kept, the medians
+    of reads, MAPD and empty-bin share, and the diploid share of the kept cells.
+
+    Parameters
+    ----------
+    table
+        Per-cell QC rows of one or more samples (:func:`cell_qc`, plus ``cnv_diploid`` of the
+        kept cells as the per-sample rule writes them).
+    sample_key, pass_key
+        Columns of the sample and of the pass flag.
+    """
+    cols = ["n_cells", "n_pass", "pass_fraction", "median_reads", "median_mapd", "median_zero_fraction",
+            "n_diploid", "diploid_fraction"]
+    if table.empty:
+        return pd.DataFrame(columns=[sample_key, *cols])
+    t = table.assign(_pass=table[pass_key].astype(bool),
+                     _diploid=table.get("cnv_diploid", pd.Series(False, index=table.index)).fillna(False).astype(bool))
+    g = t.groupby(sample_key, sort=False)
+    out = pd.DataFrame({"n_cells": g.size(), "n_pass": g["_pass"].sum(),
+                        "median_reads": g["total_reads"].median(), "median_mapd": g["mapd"].median(),
+                        "median_zero_fraction": g["zero_fraction"].median(),
+                        "n_diploid": g["_diploid"].sum()})
+    out["pass_fraction"] = out["n_pass"] / out["n_cells"]
+    out["diploid_fraction"] = out["n_diploid"] / out["n_pass"].where(out["n_pass"] > 0)
+    return out[cols].round(4).rename_axis(sample_key).reset_index()

@@ -1,9 +1,6 @@
-"""The self-check: compare pipeline results on a simulated cohort with its planted truth.
-
-This is the only module that reads a ``truth/`` folder; no analysis module may, or the check
-would prove nothing. Each stage contributes a ``check_*`` function that returns rows
-``metric, value, threshold, direction, pass, detail``; ``truth_table`` stacks them.
-"""
+"""Truth checks of the scRNA stages (reading, QC, doublets, ambient, integration, annotation,
+protein evidence, comparisons, label stability) and of bulk proteomics, plus the row helpers every
+check uses."""
 
 from __future__ import annotations
 
