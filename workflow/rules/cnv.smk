@@ -73,8 +73,19 @@ rule cnv_cohort:
                       category="5. Copy number", labels={"table": "clone calling per patient"}),
         figure=report("results/figures/clone_fractions.png", caption="../report/clone_fractions.rst",
                       category="5. Copy number", labels={"figure": "clone fractions per sample"}),
+        dynamics=report("results/tables/clone_dynamics_tests.tsv", caption="../report/clone_dynamics_tests.rst",
+                        category="5. Copy number", labels={"table": "dominant clone: tests"}),
+        shares="results/tables/clone_dynamics_shares.tsv",
+        dynamics_figure=report("results/figures/clone_dynamics.png", caption="../report/clone_dynamics.rst",
+                               category="5. Copy number", labels={"figure": "clone shares per patient"}),
     params:
         meta=RUN.compare_meta(),
+        designs=RUN.designs,
+        levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
+        min_patients=CFG["compare"]["min_patients"],
+        min_tumour_cells=CFG["cnv"]["min_tumour_cells"],
+        seed=CFG["seed"],
     log:
         "logs/cnv/cnv_cohort.log",
     benchmark:

@@ -127,6 +127,7 @@ def truth_check_inputs(wildcards):
     if RUN.dna_samples:
         inputs["truth_dna_cells"] = truth(truth_layout.DNA_CELLS)
         inputs["truth_clones"] = truth(truth_layout.CLONES)
+        inputs["clone_shares"] = "results/tables/clone_dynamics_shares.tsv"
     if RUN.twin_samples:
         inputs["label_stability"] = "results/truth/label_stability.tsv"
     if RUN.proteomics["path"]:

@@ -35,6 +35,7 @@ if RUN.truth:
         params:
             fdr=CFG["compare"]["fdr"],
             levels=CFG["response"]["levels"],
+            timepoints=CFG["timepoints"],
             sex=RUN.patients["sex"].astype(str).to_dict() if "sex" in RUN.patients else {},
         log:
             "logs/truth_check.log",

@@ -42,6 +42,10 @@ if inp.dna_qc:
     sex = snakemake.params.sex
     rows += tc.check_scdna_clones(clones, truth_dna, pd.read_csv(inp.truth_clones, sep="\t", keep_default_na=False),
                                   sex)
+    rows += tc.check_clone_dynamics(
+        pd.read_csv(inp.clone_shares, sep="\t"), pd.concat([a.obs["clone"] for a in clones.values()]), truth_dna,
+        pd.read_csv(inp.truth_effects, sep="\t"), levels=snakemake.params.levels,
+        timepoints=snakemake.params.timepoints)
 if "proteomics" in inp.keys():
     prot = ad.read_h5ad(inp.proteomics)
     truth_prot = pd.read_csv(inp.truth_proteins, sep="\t")

@@ -19,7 +19,8 @@ Per patient::
     # or all of it: p, cons, tree, fr, status = process_patient([a1, a2])
 
 Figures (``figures``): :func:`plot_clone_heatmap`, :func:`plot_consensus_profiles`,
-:func:`plot_clone_fractions`.
+:func:`plot_clone_fractions`, :func:`plot_clone_dynamics`. Clone dynamics (``dynamics``): the
+patient's dominant clone's share tested with the comparison designs (:func:`clone_dynamics_test`).
 
 A ratio table (e.g. CopyKit segment ratios) enters at :func:`read_ratio_table` and skips GC
 correction. Libraries: statsmodels (quantile regression's reference engine, lowess), hmmlearn
@@ -29,7 +30,8 @@ docstring says what is written here and why.
 
 from .bins import annotate_bins, combine_samples, filter_bins, read_bin_reference, read_ratio_table
 from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance, process_patient
-from .figures import plot_clone_fractions, plot_clone_heatmap, plot_consensus_profiles
+from .dynamics import clone_dynamics_test, dominant_clone_share
+from .figures import plot_clone_dynamics, plot_clone_fractions, plot_clone_heatmap, plot_consensus_profiles
 from .scdna import call_copy_number, cell_qc, gc_correct, process_sample, summarise_cell_qc
 
 __all__ = [
@@ -38,12 +40,15 @@ __all__ = [
     "call_copy_number",
     "cell_qc",
     "clone_consensus",
+    "clone_dynamics_test",
     "clone_fractions",
     "clone_tree",
     "combine_samples",
+    "dominant_clone_share",
     "event_distance",
     "filter_bins",
     "gc_correct",
+    "plot_clone_dynamics",
     "plot_clone_fractions",
     "plot_clone_heatmap",
     "plot_consensus_profiles",

@@ -7,13 +7,15 @@ with chromosome and clone bands that takes an AnnData).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from .clones import NORMAL, OUTLIER, UNCLUSTERED
 
-__all__ = ["plot_clone_fractions", "plot_clone_heatmap", "plot_consensus_profiles"]
+__all__ = ["plot_clone_dynamics", "plot_clone_fractions", "plot_clone_heatmap", "plot_consensus_profiles"]
 
 _NOT_CLONES = (NORMAL, OUTLIER, UNCLUSTERED)
 
@@ -206,5 +208,67 @@ def plot_clone_fractions(fractions: pd.DataFrame, *, order: list[str] | None = N
                        for r in sorted(rank.unique())],
               loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.set_title(title or "clone fractions per sample (number above a bar: tumour cells)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_clone_dynamics(fractions: pd.DataFrame, *, timepoints: Sequence[str], response_colours: dict | None = None,
+                        ncols: int = 6):
+    """One panel per patient: each clone's share of the tumour cells at each timepoint (lines
+    join a clone's two samples), the panel title coloured by response.
+
+    Parameters
+    ----------
+    fractions
+        Long table with ``patient_id``, ``sample_id``, ``clone``, ``timepoint``, ``response`` and
+        ``fraction_of_tumour`` (``results/tables/clone_fractions.tsv``).
+    timepoints
+        Timepoints in order (x axis).
+    response_colours
+        Response level -> colour of the panel titles (default: tab10).
+    ncols
+        Panels per row.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    f = fractions[~fractions["clone"].isin(_NOT_CLONES)].copy()
+    patients = sorted(f["patient_id"].unique())
+    if not patients:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no tumour clones called", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    levels = list(dict.fromkeys(f["response"].astype(str)))
+    colours = response_colours or {lv: plt.get_cmap("tab10")(i) for i, lv in enumerate(levels)}
+    ncols = min(ncols, len(patients))
+    nrows = int(np.ceil(len(patients) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.5, 2.3 * nrows + 0.6), squeeze=False,
+                             sharey=True)
+    x = {t: i for i, t in enumerate(timepoints)}
+    palette = plt.get_cmap("tab10")
+    for ax, pid in zip(axes.ravel(), patients):
+        part = f[f["patient_id"] == pid]
+        for clone, c in part.groupby("clone", sort=True):
+            rank = int(str(clone).rsplit("_C", 1)[-1]) if "_C" in str(clone) else 1
+            c = c.sort_values("timepoint", key=lambda t: t.map(x))
+            ax.plot(c["timepoint"].map(x), c["fraction_of_tumour"], marker="o", color=palette((rank - 1) % 10),
+                    label=str(clone))
+        response = str(part["response"].iat[0])
+        ax.set_title(f"{pid} ({response})", color=colours.get(response, "black"), fontsize=9)
+        ax.set_xticks(range(len(timepoints)))
+        ax.set_xticklabels(timepoints, fontsize=8)
+        ax.set_xlim(-0.3, len(timepoints) - 0.7)
+        ax.set_ylim(-0.03, 1.03)
+    for ax in axes.ravel()[len(patients):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of tumour cells")
+    ranks = sorted({int(str(c).rsplit("_C", 1)[-1]) for c in f["clone"] if "_C" in str(c)}) or [1]
+    handles = [Line2D([], [], color=palette((r - 1) % 10), marker="o", label=f"clone C{r} of the patient")
+               for r in ranks]
+    handles += [Line2D([], [], color=colours[lv], lw=0, marker="s", label=f"title colour: {lv}") for lv in levels]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
+    fig.suptitle("clone shares per patient at each timepoint (scDNA)", fontsize=10)
     fig.tight_layout()
     return fig

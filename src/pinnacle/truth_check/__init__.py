@@ -9,7 +9,7 @@ annotation, comparisons, proteomics), ``_cnv`` (copy number and clones), ``_prot
 normalisation).
 """
 
-from ._cnv import check_scdna_clones, planted_copy_number
+from ._cnv import check_clone_dynamics, check_scdna_clones, planted_copy_number
 from ._rna import (
     COLUMNS,
     auroc,
@@ -37,7 +37,7 @@ from ._rna import (
 )
 
 __all__ = [
-    "check_scdna_clones", "planted_copy_number",
+    "check_clone_dynamics", "check_scdna_clones", "planted_copy_number",
     "COLUMNS", "row", "truth_table", "auroc", "check_rna_reading", "check_qc_metrics", "check_adt",
     "check_dna_reading", "check_proteomics_reading", "check_qc_filtering", "check_doublets", "check_ambient",
     "knn_label_purity", "check_integration", "check_annotation", "check_protein_evidence", "check_composition",
