@@ -508,3 +508,32 @@ def test_proteomics_planted_proteins_found_and_nulls_quiet(tmp_path):
     for d in ("on_treatment", "interaction"):
         res = compare.protein_test(prot, meta, design=d, response_levels=RL, timepoints=TP)
         assert (res["padj"] < FDR).sum() <= 1
+
+
+def test_composition_interaction_describes_the_paired_changes_with_the_estimates_sign():
+    """Issue 16 item 4: the interaction's plain-scale columns are the mean paired change per
+    response group and their difference, so they share the estimate's sign (mean proportions of
+    responder-resection samples against all others need not)."""
+    rng = np.random.default_rng(3)
+    rows, meta = {}, []
+    for i in range(8):
+        pid, resp = f"P{i}", ("responder" if i % 2 else "non_responder")
+        base = rng.dirichlet([20, 20, 20]) * 1000
+        for tp in TP:
+            c = base.copy()
+            if tp == TP[1]:
+                c[0] *= 0.5 if resp == "responder" else 1.6  # falls in responders, rises in non-responders
+            rows[f"{pid}_{tp}"] = rng.poisson(c)
+            meta.append({"sample_id": f"{pid}_{tp}", "patient_id": pid, "timepoint": tp, "response": resp})
+    counts = pd.DataFrame(rows, index=["A", "B", "C"]).T
+    meta = pd.DataFrame(meta).set_index("sample_id")
+    res = compare.composition_test(counts, meta, design="interaction", response_levels=RL, timepoints=TP)
+    a = res.set_index("cell_type").loc["A"]
+    assert a["estimate"] < 0 and a["mean_change_responder"] < 0 < a["mean_change_non_responder"]
+    assert np.isclose(a["change_difference"], a["mean_change_responder"] - a["mean_change_non_responder"])
+    assert np.sign(res["change_difference"]).tolist() == np.sign(res["estimate"]).tolist()
+    assert "mean_prop_test" not in res
+    props = counts.div(counts.sum(axis=1), axis=0)
+    first, second = props.loc[[f"P{i}_{TP[0]}" for i in range(8)]], props.loc[[f"P{i}_{TP[1]}" for i in range(8)]]
+    change = second.to_numpy() - first.to_numpy()
+    assert np.isclose(a["mean_change_responder"], change[1::2, 0].mean())

@@ -18,6 +18,32 @@ def proportions(counts: pd.DataFrame) -> pd.DataFrame:
     return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
 
 
+def _descriptives(props: pd.DataFrame, meta: pd.DataFrame, design: str, levels: Sequence[str],
+                  timepoints: Sequence[str], types: pd.Series) -> dict:
+    """Plain-scale columns with the sign of what each design tests.
+
+    ``baseline`` and the on-treatment designs: mean proportion in the reference and the tested
+    group (responders / the second timepoint) and their log2 ratio. ``interaction``: the mean
+    paired change (second minus first timepoint) in each response group and their difference
+    (second level minus first); mean proportions of "responder resection vs everything else"
+    would not have the estimate's sign.
+    """
+    if design != "interaction":
+        test = (meta["response"] == levels[1]) if design == "baseline" else (meta["timepoint"] == timepoints[1])
+        ref_mean = props[~test.to_numpy()].mean().reindex(types).to_numpy()
+        test_mean = props[test.to_numpy()].mean().reindex(types).to_numpy()
+        return {"mean_prop_ref": ref_mean, "mean_prop_test": test_mean,
+                "log2_ratio": np.log2((test_mean + 1e-6) / (ref_mean + 1e-6))}
+    keyed = props.assign(_patient=meta["patient_id"], _tp=meta["timepoint"], _resp=meta["response"])
+    first = keyed[keyed["_tp"] == timepoints[0]].set_index("_patient")
+    second = keyed[keyed["_tp"] == timepoints[1]].set_index("_patient")
+    change = second[props.columns] - first.loc[second.index, props.columns]
+    resp = second["_resp"]
+    out = {f"mean_change_{lv}": change[resp == lv].mean().reindex(types).to_numpy() for lv in levels[:2]}
+    out["change_difference"] = out[f"mean_change_{levels[1]}"] - out[f"mean_change_{levels[0]}"]
+    return out
+
+
 def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                      timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
                      transform: str = "asin", pseudocount: float = 0.5, paired: bool = True,
@@ -32,8 +58,10 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     follows each type's mean transformed proportion (limma-trend, ``eBayes(trend=TRUE)``), and
     it is fitted robustly (``robust``: ``eBayes(robust=TRUE)``), so that a type far more or less
     variable than the trend (the malignant fraction) keeps most of its own variance. Without the
-    trend, rare types pull the prior down and abundant types are called too often. ``log2_ratio``
-    is log2 of the mean proportion in the tested group over the reference. Returns a one-row
+    trend, rare types pull the prior down and abundant types are called too often. Plain-scale
+    columns: ``mean_prop_ref``, ``mean_prop_test`` and ``log2_ratio`` (tested group over
+    reference) for baseline and on-treatment designs; for ``interaction`` the mean paired change
+    per response group and their difference (``_descriptives``). Returns a one-row
     frame with a ``status`` note when the design is not estimable. Null calibration:
     ``tests/test_compare_null.py`` and docs/statistics.md.
     """
@@ -57,10 +85,8 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     # limma-trend: the prior variance follows each type's mean transformed proportion (lmFit's Amean)
     amean = y.mean(axis=0).to_numpy()
     res = ols_test(y, d, robust=robust, covariate=amean if trend else None).rename(columns={"feature": "cell_type"})
-    group_col = d.X[d.coef] > 0
-    res["mean_prop_ref"] = props[~group_col.to_numpy()].mean().reindex(res["cell_type"]).to_numpy()
-    res["mean_prop_test"] = props[group_col.to_numpy()].mean().reindex(res["cell_type"]).to_numpy()
-    res["log2_ratio"] = np.log2((res["mean_prop_test"] + 1e-6) / (res["mean_prop_ref"] + 1e-6))
+    res = res.assign(**_descriptives(props, meta.loc[d.samples], design, response_levels, timepoints,
+                                     res["cell_type"]))
     res["transform"] = transform
     res["padj"] = bh(res["pvalue"].to_numpy())
     res = res.assign(**d.describe())
