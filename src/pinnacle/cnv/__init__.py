@@ -18,6 +18,10 @@ Per patient::
     fr = clone_fractions(p.obs)                  # per sample
     # or all of it: p, cons, tree, fr, status = process_patient([a1, a2])
 
+The link (``link``): :func:`assign_clones` gives each scRNA malignant cell one of its patient's
+scDNA clones (clonealign-style, with a consistency check), :func:`clone_fractions_from_rna`,
+:func:`clone_pseudobulk`.
+
 Figures (``figures``): :func:`plot_clone_heatmap`, :func:`plot_consensus_profiles`,
 :func:`plot_clone_fractions`, :func:`plot_clone_dynamics`. Clone dynamics (``dynamics``): the
 patient's dominant clone's share tested with the comparison designs (:func:`clone_dynamics_test`).
@@ -32,9 +36,15 @@ from .bins import annotate_bins, combine_samples, filter_bins, read_bin_referenc
 from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance, process_patient
 from .dynamics import clone_dynamics_test, dominant_clone_share
 from .figures import plot_clone_dynamics, plot_clone_fractions, plot_clone_heatmap, plot_consensus_profiles
+from .link import UNASSIGNED, assign_clones, clone_fractions_from_rna, clone_pseudobulk, genes_to_bins
 from .scdna import call_copy_number, cell_qc, gc_correct, process_sample, summarise_cell_qc
 
 __all__ = [
+    "UNASSIGNED",
+    "assign_clones",
+    "clone_fractions_from_rna",
+    "clone_pseudobulk",
+    "genes_to_bins",
     "annotate_bins",
     "call_clones",
     "call_copy_number",
