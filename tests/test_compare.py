@@ -39,7 +39,8 @@ def _meta(n_patients=6, n_responders=3, missing=()):
 # design matrices
 # ---------------------------------------------------------------------------------------------
 def test_baseline_design_uses_baseline_samples_and_covariates():
-    d = compare.design_matrix(_meta(), "baseline", response_levels=RL, timepoints=TP, covariates=["age", "sex"])
+    d = compare.design_matrix(_meta(), "baseline", response_levels=RL, timepoints=TP,
+                              covariates={"age": "numeric", "sex": "categorical"})
     assert set(d.samples) == {f"P{i:02d}_baseline" for i in range(1, 7)}
     assert list(d.X.columns) == ["Intercept", "response", "age", "sex[male]"]
     assert d.X["age"].abs().sum() > 0 and abs(d.X["age"].mean()) < 1e-9  # numeric covariates centred

@@ -92,14 +92,14 @@ def _config(**overrides) -> dict:
     return config
 
 
-def _real_data(tmp_path, *, samples: str | None = None, **overrides) -> dict:
+def _real_data(tmp_path, *, samples: str | None = None, patients: str | None = None, **overrides) -> dict:
     """A real-data config on two tiny sheets whose files exist (one byte: nothing is read)."""
     for s in ("A_base", "A_res"):
         (tmp_path / f"{s}.h5").write_bytes(b"x")
     (tmp_path / "samples.tsv").write_text(samples or (
         "sample_id\tpatient_id\ttimepoint\trna\n"
         f"A_base\tA\tbaseline\t{tmp_path}/A_base.h5\nA_res\tA\tresection\t{tmp_path}/A_res.h5\n"))
-    (tmp_path / "patients.tsv").write_text("patient_id\tresponse\tage\nA\tresponder\t60\n")
+    (tmp_path / "patients.tsv").write_text(patients or "patient_id\tresponse\tage\nA\tresponder\t60\n")
     return _config(demo__enabled=False, samples=str(tmp_path / "samples.tsv"),
                    patients=str(tmp_path / "patients.tsv"), **overrides)
 
@@ -149,7 +149,7 @@ def test_load_real_data_sheets(tmp_path):
     ({"annotation__scanvi_reference": "ref/missing.h5ad"}, "annotation.scanvi_reference", "does not exist"),
     ({"annotation__cluster_resolution": 2.0}, "annotation.cluster_resolution", "not one of integration.leiden"),
     ({"compare__designs": ["on_treatment_partial"]}, "compare.designs", "names no response level"),
-    ({"compare__covariates": ["smoking"]}, "compare.covariates", "not columns of the patient sheet"),
+    ({"compare__covariates": {"smoking": "categorical"}}, "compare.covariates", "not columns of the patient sheet"),
     ({"cnv__ploidy_range": [4.0, 2.0]}, "cnv.ploidy_range", "empty or reversed"),
     ({"cnv__gc_range": [0.5, 0.5]}, "cnv.gc_range", "empty or reversed"),
     ({"cnv__bin_reference": "resources/no_bins.tsv.gz"}, "cnv.bin_reference", "exists neither"),
@@ -205,3 +205,47 @@ def test_load_checks_corrections_before_any_job(tmp_path):
     bad.write_text("cluster\tcell_type\treason\n3\tnot_a_type\tlooks odd\n")
     with pytest.raises(InputError, match="not_a_type"):
         load(_real_data(tmp_path, annotation__corrections=str(bad)), REPO)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"protein__empty_adt_range": [1000, 30]}, r"protein.empty_adt_range: the range \[1000, 30\] is reversed"),
+    ({"protein__empty_rna_range": [300, 0]}, r"protein.empty_rna_range: the range \[300, 0\] is reversed"),
+    ({"protein__isotype_pattern": "igg(1"}, r"protein.isotype_pattern: 'igg\(1' is not a regular expression"),
+    ({"protein__normalisation": "dsb"}, r"protein.normalisation: dsb needs empty droplets, but samples A_base, "
+                                        r"A_res have no rna_raw"),
+])
+def test_load_rejects_bad_protein_settings(tmp_path, overrides, message):
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    with pytest.raises(InputError, match=message) as err:
+        load(_real_data(tmp_path, **overrides), REPO)
+    assert "Fix:" in str(err.value)
+
+
+def test_protein_defaults_and_schema():
+    protein = _config()["protein"]
+    assert protein["normalisation"] == "auto" and protein["totalvi"] is False
+    from pinnacle.protein import ISOTYPE_PATTERN
+
+    assert protein["isotype_pattern"] == ISOTYPE_PATTERN
+    with pytest.raises(Exception, match="'seurat' is not one of"):
+        _config(protein__normalisation="seurat")
+
+
+@pytest.mark.parametrize("age, kind, message", [
+    ("", "numeric", r"no value for patients \['A'\]"),
+    ("sixty", "numeric", r"values \['sixty'\] are not numbers"),
+    ("", "categorical", r"no value for patients \['A'\]"),
+])
+def test_covariates_are_typed_and_complete_before_any_job(tmp_path, age, kind, message):
+    """Issue 16 item 6: one blank in a numeric covariate used to turn it into dummy variables."""
+    from pinnacle.config import load
+    from pinnacle.errors import InputError
+
+    sheet = f"patient_id\tresponse\tage\nA\tresponder\t{age}\n"
+    with pytest.raises(InputError, match=message) as err:
+        load(_real_data(tmp_path, patients=sheet, compare__covariates={"age": kind}), REPO)
+    assert "column age" in str(err.value) and "Fix:" in str(err.value)
+    run = load(_real_data(tmp_path, compare__covariates={"age": "numeric"}), REPO)
+    assert run.compare_meta()[0]["age"] == "60"

@@ -173,13 +173,14 @@ def test_sim_dsb_positive_in_carrier_types_only(sim):
         other = ~types.isin(info["positive"]).to_numpy() & single
         neg_med = float(X.loc[other, tag].median())
         rows.append((tag, int(carrier.sum()), X.loc[carrier, tag].median() if carrier.any() else np.nan, neg_med))
-        # every tag: non-carriers near 0 (measured 0.8-2.2: the simulator's per-cell unspecific
-        # binding lifts cells above the empties' ambient level, which DSB keeps as intercept)
-        assert abs(neg_med) < 2.5, tag
+        # every tag: non-carriers near 0 (measured -0.03-0.33, since the simulator's unspecific
+        # binding is calibrated to real CITE-seq; it was 0.8-2.2 when cells held 3x the empties')
+        assert abs(neg_med) < 1.0, tag
         if carrier.sum() >= 5:
             n_checked += 1
             pos_med = float(X.loc[carrier, tag].median())
-            assert pos_med > 5 and pos_med > float(X.loc[other, tag].quantile(0.95)), tag  # measured 8.5-23
+            # measured 5-18 (LAG-3, a dim activation marker, lowest)
+            assert pos_med > 3 and pos_med > float(X.loc[other, tag].quantile(0.95)), tag
     print("\n" + pd.DataFrame(rows, columns=["tag", "carriers", "median_carriers", "median_others"])
           .round(2).to_string())
     assert n_checked >= 25
@@ -350,3 +351,224 @@ def test_totalvi_gives_up_with_a_clear_error(tiny_cohort, monkeypatch):
         protein.run_totalvi(rna.copy(), prot[:10].copy(), batch_key="sample_id", max_epochs=1)
     with pytest.raises(InputError, match="obs column 'patient'"):
         protein.run_totalvi(rna.copy(), prot, batch_key="patient", max_epochs=1)
+
+
+# --------------------------------------------------------------------------------------------
+# the workflow's steps: one sample end to end, the cohort's shared panel, the MuData
+# --------------------------------------------------------------------------------------------
+def test_normalise_sample_dsb_with_raw_clr_without_none_without_tags(sim):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, filt, raw, prot, _ = sim
+    norm, table = protein.normalise_sample(prot, raw, random_state=0, where=SAMPLE)
+    rec = norm.uns["protein_norm"]
+    assert rec["method"] == "dsb" and rec["n_empties"] > 500 and rec["empty_droplets"]["n_selected"] == rec["n_empties"]
+    assert list(table.columns) == protein.TAG_TABLE_COLUMNS and table["normalised"].all()
+    assert table["dropped_reason"].eq("").all() and table["median_empties"].notna().all()
+    assert {"isotype_counts", "isotype_outlier", "dsb_technical_component"} <= set(norm.obs)
+    assert list(norm.obs_names) == list(prot.obs_names)
+    # the same as the two steps by hand
+    E = protein.select_empty_droplets(raw, prot.obs_names)
+    np.testing.assert_array_equal(norm.X, protein.normalise_protein(prot, empties=E, random_state=0).X)
+    # no raw matrix: CLR, empty-droplet columns NaN
+    clr_norm, clr_table = protein.normalise_sample(prot, None)
+    assert clr_norm.uns["protein_norm"]["method"] == "clr" and clr_table["median_empties"].isna().all()
+    # the isotype pattern decides the controls; none found: DSB without them
+    no_iso, _ = protein.normalise_sample(prot, raw, isotype_pattern="nothing_matches")
+    assert no_iso.uns["protein_norm"]["isotypes"] == [] and no_iso.uns["protein_norm"]["technical_component"] == \
+        "background mean"
+    # a raw matrix that is not this sample's, or lacks a tag of the cells
+    other = prot.copy()
+    other.obs_names = ["P09_baseline:" + n.split(":", 1)[1] for n in prot.obs_names]
+    with pytest.raises(InputError, match=r"sample P01_baseline \(raw matrix, rna_raw\).*not in the raw matrix"):
+        protein.normalise_sample(other, raw, where=f"sample {SAMPLE}")
+    extra = prot.copy()
+    extra.var_names = [*extra.var_names[:-1], "CD999_TotalSeqB"]
+    with pytest.raises(InputError, match="antibody tags of the cells are not in the raw matrix: CD999"):
+        protein.normalise_sample(extra, raw)
+    # a sample without CITE-seq: method none, empty table, a figure that says so
+    none, none_table = protein.normalise_sample(prot[:, []].copy(), None)
+    assert none.n_vars == 0 and none.uns["protein_norm"]["method"] == protein.NO_TAGS and none_table.empty
+    assert "no antibody tags" in protein.plot_tag_qc(none, none_table).axes[0].texts[0].get_text()
+    fig = protein.plot_tag_qc(norm, table, title=SAMPLE)
+    assert all(ax.get_legend() is not None for ax in fig.axes)
+    methods = protein.normalisation_table({"A": norm, "B": clr_norm, "C": none})
+    assert list(methods.columns) == protein.NORMALISATION_COLUMNS
+    assert methods["method"].tolist() == ["dsb", "clr", "none"] and methods["n_tags"].tolist() == [33, 33, 0]
+
+
+@pytest.fixture(scope="module")
+def three_samples(sim):
+    """A: full panel, DSB; B: two tags fewer, CLR; C: no CITE-seq. obs: the cohort's cells."""
+    _, filt, raw, prot, truth = sim
+    a, _ = protein.normalise_sample(prot, raw, random_state=0)
+    b_prot = prot[:150, [v for v in prot.var_names if v not in ("CD103_TotalSeqB", "CD141_TotalSeqB")]].copy()
+    b_prot.obs_names = [n.replace(SAMPLE, "B") for n in b_prot.obs_names]
+    b, _ = protein.normalise_sample(b_prot)
+    c, _ = protein.normalise_sample(prot[150:250, []].copy())
+    c.obs_names = [n.replace(SAMPLE, "C") for n in c.obs_names]
+    cells = list(a.obs_names[::2]) + list(b.obs_names) + list(c.obs_names)
+    obs = pd.DataFrame({"sample_id": [n.split(":")[0] for n in cells]}, index=cells)
+    types = truth["cell_type_major"].reindex([n.replace("B:", f"{SAMPLE}:").replace("C:", f"{SAMPLE}:")
+                                              for n in cells])
+    obs["cell_type_major"] = types.fillna("unknown").to_numpy()
+    obs = obs.iloc[np.random.default_rng(0).permutation(len(obs))]  # the cohort's order is not sample order
+    return {SAMPLE: a, "B": b, "C": c}, obs
+
+
+def test_cohort_protein_keeps_shared_tags_and_leaves_samples_without_tags_out(three_samples):
+    samples, obs = three_samples
+    out = protein.cohort_protein(samples, obs)
+    rec = out.uns["protein_cohort"]
+    assert rec["dropped_tags"] == ["CD103_TotalSeqB", "CD141_TotalSeqB"] and out.n_vars == 31
+    assert rec["dropped_tags_missing_in"] == ["CD103_TotalSeqB: B", "CD141_TotalSeqB: B"]
+    assert rec["samples_with_tags"] == [SAMPLE, "B"] or rec["samples_with_tags"] == ["B", SAMPLE]
+    assert rec["samples_without_tags"] == ["C"] and rec["mixed_scales"]
+    # the cohort's order, without the cells of C
+    assert list(out.obs_names) == [c for c in obs.index if not c.startswith("C:")]
+    assert set(out.obs["protein_norm_method"]) == {"dsb", "clr"} and "cell_type_major" in out.obs
+    a = samples[SAMPLE]
+    cell = next(c for c in out.obs_names if c.startswith(SAMPLE))
+    np.testing.assert_array_equal(out[cell, "CD3_TotalSeqB"].X, a[cell, "CD3_TotalSeqB"].X)
+    np.testing.assert_array_equal(out[cell].layers["counts"].toarray(),
+                                  a[cell, out.var_names].layers["counts"].toarray())
+    assert out.var["is_isotype"].sum() == 3 and out.X.dtype == np.float32
+    # panels with nothing in common, a missing sample, a cell the sample lacks
+    b = samples["B"].copy()
+    b.var_names = [f"other_{v}" for v in b.var_names]
+    with pytest.raises(InputError, match="share no tag"):
+        protein.cohort_protein({**samples, "B": b}, obs)
+    with pytest.raises(InputError, match="samples without a normalised protein file: B"):
+        protein.cohort_protein({k: v for k, v in samples.items() if k != "B"}, obs)
+    extra = obs.copy()
+    extra.loc["B:ZZZZ-1"] = ["B", "T/NK"]
+    with pytest.raises(InputError, match="1 cells of sample B are not in its protein file"):
+        protein.cohort_protein(samples, extra)
+    # a cohort without CITE-seq: an empty modality
+    only_c = protein.cohort_protein({"C": samples["C"]}, obs[obs["sample_id"] == "C"])
+    assert only_c.n_obs == 0 and only_c.uns["protein_cohort"]["samples_without_tags"] == ["C"]
+
+
+def test_cohort_mudata_round_trip_and_figures(three_samples, sim, tmp_path):
+    import matplotlib
+    import mudata
+
+    from pinnacle import writers
+
+    matplotlib.use("Agg")
+    samples, obs = three_samples
+    prot = protein.tag_umap(protein.cohort_protein(samples, obs), random_state=0)
+    assert prot.obsm["X_umap"].shape == (prot.n_obs, 2) and np.isfinite(prot.obsm["X_umap"]).all()
+    assert not any("control" in t for t in prot.uns["tag_umap"]["tags"])
+    _, filt, *_ = sim
+    genes = filt.var_names[:40]
+    rna = ad.AnnData(X=np.random.default_rng(0).poisson(1.0, (len(obs), 40)).astype(np.float32), obs=obs.copy(),
+                     var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = rna.X.copy()
+    rna.obsm["X_umap"] = np.random.default_rng(1).normal(size=(rna.n_obs, 2)).astype(np.float32)
+    tags = protein.lineage_tags(prot.var_names, {t: [t] for t in protein.LINEAGE_TAGS})
+    assert list(tags) == list(protein.LINEAGE_TAGS) and tags["CD3"] == "CD3_TotalSeqB"
+    fig = protein.plot_lineage_tags(prot, tags)
+    assert len(fig.axes) == 2 * len(tags) and fig.legends and "DSB" in fig.axes[1].get_title()
+    fig = protein.plot_tag_umap(prot, tags, rna_umap=rna[prot.obs_names].obsm["X_umap"])
+    assert fig.axes[0].get_legend() is not None and "tag UMAP" in fig.axes[0].get_title()
+    assert "no sample" in protein.plot_tag_umap(prot[:0].copy(), tags).axes[0].texts[0].get_text()
+    # a fake totalVI result: latent for every cell, denoised protein without isotypes
+    iso = list(prot.var_names[prot.var["is_isotype"].to_numpy()])
+    modelled = [v for v in prot.var_names if v not in iso]
+    tv = ad.AnnData(X=np.ones((rna.n_obs, len(modelled)), dtype=np.float32), obs=pd.DataFrame(index=rna.obs_names),
+                    var=pd.DataFrame(index=modelled))
+    tv.obsm["X_totalVI"] = np.zeros((rna.n_obs, 5), dtype=np.float32)
+    mdata = protein.build_mudata(rna, prot, totalvi=tv)
+    path = tmp_path / "cohort.h5mu"
+    with writers.atomic_path(path) as tmp, mudata.set_options(pull_on_update=False):
+        mdata.write_h5mu(tmp)
+    with mudata.set_options(pull_on_update=False):
+        back = mudata.read_h5mu(path)
+    assert set(back.mod) == {"rna", "prot"} and back.n_obs == rna.n_obs
+    assert back["prot"].n_obs == prot.n_obs and back["prot"].n_vars == 31 and back["rna"].n_vars == 40
+    assert back["rna"].obsm["X_totalVI"].shape == (rna.n_obs, 5) and back.obsm["X_totalVI"].shape == (rna.n_obs, 5)
+    den = back["prot"].layers["totalvi_denoised"]
+    assert np.isnan(den[:, back["prot"].var_names.get_indexer(iso)]).all() and (den[:, 0] == 1).all()
+    assert list(back.uns["protein_cohort"]["dropped_tags"]) == ["CD103_TotalSeqB", "CD141_TotalSeqB"]
+    assert back.obs.loc[obs.index[0], "sample_id"] == obs["sample_id"].iloc[0]
+    # no sample with tags: rna only
+    assert set(protein.build_mudata(rna, prot[:0].copy()).mod) == {"rna"}
+
+
+def test_cohort_totalvi_on_cpu_with_a_sample_without_tags(tiny_cohort, tmp_path):
+    rna, prot_counts = tiny_cohort
+    rna = rna.copy()
+    norm = {}
+    for s in rna.obs["sample_id"].unique():
+        cells = rna.obs_names[rna.obs["sample_id"] == s]
+        p = prot_counts[cells].copy()
+        norm[s] = protein.normalise_sample(p if s == SAMPLE else p[:, []].copy())[0]
+    prot = protein.cohort_protein(norm, rna.obs[["sample_id"]])
+    assert prot.uns["protein_cohort"]["samples_without_tags"] == ["P02_baseline"]
+    out = protein.cohort_totalvi(rna, prot, batch_key="sample_id", max_epochs=2, accelerator="cpu", seed=0,
+                                 model_dir=tmp_path / "tv")
+    assert out.n_obs == rna.n_obs and out.n_vars == 30 and np.isfinite(out.X).all()
+    assert out.obsm["X_totalVI"].shape == (rna.n_obs, 20) and "X_totalVI" not in rna.obsm
+    assert out.uns["totalvi"]["batch_key"] == "sample_id" and (tmp_path / "tv" / "model.pt").is_file()
+    with pytest.raises(InputError, match="no sample of the cohort has antibody tags"):
+        protein.cohort_totalvi(rna, prot[:, []].copy(), batch_key="sample_id")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (DATA / "pbmc_citeseq_10x_subsets").is_dir(), reason="../shared/data/pbmc_citeseq_10x_subsets")
+def test_real_two_panels_share_14_tags_and_run_totalvi(tmp_path):
+    """10x PBMC 10k (14 tags) and 5k (29 tags): the cohort keeps the 14 shared, totalVI runs on them."""
+    rnas, norm = [], {}
+    for name, sample in (("pbmc_10k_protein_v3", "10k"), ("pbmc_5k_protein_v3", "5k")):
+        a = ad.read_h5ad(DATA / "pbmc_citeseq_10x_subsets" / f"{name}.h5ad")
+        a.obs_names = [f"{sample}:{i}" for i in range(a.n_obs)]
+        a.obs["sample_id"] = sample
+        counts = np.asarray(a.obsm["protein_expression"], dtype=np.float32)
+        p = ad.AnnData(X=counts, obs=a.obs[["sample_id"]].copy(),
+                       var=pd.DataFrame(index=[str(t) for t in a.uns["protein_names"]]))
+        norm[sample] = protein.normalise_sample(p)[0]
+        rnas.append(ad.AnnData(X=a.X, obs=a.obs[["sample_id"]].copy(), var=pd.DataFrame(index=a.var_names)))
+    rna = ad.concat(rnas, join="inner")
+    rna.layers["counts"] = rna.X.copy()
+    top = np.argsort(-np.asarray(rna.X.sum(axis=0)).ravel())[:500]
+    rna.var["highly_variable"] = np.isin(np.arange(rna.n_vars), top)
+    prot = protein.cohort_protein(norm, rna.obs)
+    rec = prot.uns["protein_cohort"]
+    assert prot.n_vars == 14 and len(rec["dropped_tags"]) == 15 and prot.n_obs == 400
+    assert all(m.endswith(": 10k") for m in rec["dropped_tags_missing_in"])
+    out = protein.cohort_totalvi(rna, prot, batch_key="sample_id", max_epochs=3, accelerator="cpu",
+                                 model_dir=tmp_path / "tv")
+    assert out.n_vars == 14 and np.isfinite(out.obsm["X_totalVI"]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# truth rows (pinnacle.truth_check._protein) on the simulated samples
+# --------------------------------------------------------------------------------------------
+def test_truth_rows_for_dsb(sim, simulated_cohort):
+    from pinnacle.truth_check import _protein as tcp
+
+    root = simulated_cohort(**SIM)
+    truth = pd.read_csv(root / "truth" / "cells.tsv.gz", sep="\t")
+    samples = {}
+    for s in (SAMPLE, "P02_baseline"):
+        d = root / "rna" / s
+        _, p = split_features(read_rna(d / "filtered_feature_bc_matrix.h5", sample_id=s))
+        samples[s] = protein.normalise_sample(p, read_rna(d / "raw_feature_bc_matrix.h5", sample_id=s))[0]
+    rows = {r["metric"]: r for r in tcp.check_dsb(samples, truth)}
+    print("\n" + pd.DataFrame(rows.values()).to_string())
+    assert set(rows) == {"dsb_isotype_centre", "dsb_nonspecific_binding_correlation", "dsb_lineage_auroc_CD3",
+                         "dsb_lineage_auroc_CD19", "dsb_lineage_auroc_CD14"}
+    assert all(rows[f"dsb_lineage_auroc_{t}"]["pass"] for t in ("CD3", "CD19", "CD14"))
+    nsb = rows["dsb_nonspecific_binding_correlation"]
+    before = float(nsb["detail"].rsplit("median ", 1)[1])
+    assert nsb["value"] < 0.2 and before > 0.4  # measured 0.15 (highest sample 0.20); 0.53 before
+    # the simulator's cells hold ~1.2x the empty droplets' isotype counts, as real CITE-seq does
+    # (test_simulate: calibrated to dsb_citeseq_tsang), so DSB centres its isotypes near 0 (0.17-0.29)
+    assert rows["dsb_isotype_centre"]["pass"] and rows["dsb_isotype_centre"]["threshold"] == 0.5
+    # CLR-only samples: one failing row that says why
+    only_clr = {SAMPLE: protein.normalise_sample(split_features(read_rna(
+        root / "rna" / SAMPLE / "filtered_feature_bc_matrix.h5", sample_id=SAMPLE))[1])[0]}
+    (row,) = tcp.check_dsb(only_clr, truth)
+    assert row["metric"] == "dsb_samples" and not row["pass"]

@@ -363,6 +363,31 @@ def test_raw_has_empty_droplets_with_antibody_counts(cohort, rna):
         assert hbb > 0
 
 
+def test_isotype_and_non_carrier_counts_in_cells_are_near_the_empty_droplets_as_in_real_citeseq(cohort, rna):
+    """Calibration to dsb_citeseq_tsang (2,872 PBMC, 8,005 empties): isotype controls in cells at
+    0.8-1.2x the empty droplets' mean, non-carrier lineage tags at 1.0-1.7x, CD19 in T cells 6.6%
+    zeros. Bars: isotypes 0.8-1.6x, CD19 in T cells 0.8-2.0x and < 15% zeros (a DSB-normalised
+    isotype then centres near 0; a zero-heavy background looks bimodal to a mixture)."""
+    out, _ = cohort
+    samples = pd.read_csv(out / "samples.tsv", sep="\t")
+    truth = pd.read_csv(out / "truth" / "cells.tsv.gz", sep="\t", keep_default_na=False).set_index("cell_id")
+    for _, r in samples.iterrows():
+        raw = sc.read_10x_h5(r["rna_raw"], gex_only=False)
+        cells = raw.obs_names.isin(rna[r["sample_id"]].obs_names)
+        t = truth.loc[[f"{r['sample_id']}:{b}" for b in raw.obs_names[cells]]]
+        single = ~t["is_doublet"].astype(bool).to_numpy()
+        X = raw.X.tocsc()
+        iso = raw.var_names.str.contains("control")
+        ratio = np.asarray(X[cells][:, iso].mean(axis=0)).ravel() / np.asarray(X[~cells][:, iso].mean(axis=0)).ravel()
+        assert ((ratio > 0.8) & (ratio < 1.6)).all(), (r["sample_id"], ratio)
+        j = raw.var_names.get_loc("CD19_TotalSeqB")
+        tcell = single & (t["cell_type_major"] == "T/NK").to_numpy()
+        cd19 = np.asarray(X[cells][:, j].todense()).ravel()[tcell].mean() / X[~cells][:, j].mean()
+        assert 0.8 < cd19 < 2.0, (r["sample_id"], cd19)
+        zeros = (np.asarray(X[cells][:, j].todense()).ravel()[tcell] == 0).mean()
+        assert zeros < 0.15, (r["sample_id"], zeros)  # real: 6.6% (a zero-heavy tag looks bimodal)
+
+
 def test_antibody_tags_positive_populations_and_isotypes(rna, truth):
     tr = truth.set_index("cell_id")
     pos_ratio = []
@@ -377,9 +402,10 @@ def test_antibody_tags_positive_populations_and_isotypes(rna, truth):
             neg = good & ~t["cell_type"].isin(simulate.ADT_PANEL[tag]["positive"]).to_numpy()
             if pos.sum() >= 5:
                 pos_ratio.append(np.median(x[pos]) / max(np.median(x[neg]), 1))
-        # isotype counts track the non-specific-binding factor
+        # isotype counts track the non-specific-binding factor, but only a little: in real
+        # CITE-seq cells hold about as much isotype as empty droplets (below)
         iso = np.asarray(a.X[:, names.str.contains("control")].sum(axis=1)).ravel()
-        assert np.corrcoef(np.log1p(iso[good]), np.log(t["adt_nsb"].to_numpy()[good]))[0, 1] > 0.3
+        assert np.corrcoef(np.log1p(iso[good]), np.log(t["adt_nsb"].to_numpy()[good]))[0, 1] > 0.1
     assert len(pos_ratio) >= 8 and min(pos_ratio) > 5
     assert sum(v["is_isotype"] for v in simulate.ADT_PANEL.values()) == 3
 

@@ -91,6 +91,32 @@ def test_outputs_exist_and_agree(demo_run):
     assert clones.n_obs == sum(pd.read_csv(res / "dna" / s / "cell_qc.tsv", sep="\t")["cnv_qc_pass"].sum()
                                for s in ("P01_baseline", "P01_resection"))
     assert (res / "figures" / "cnv" / "P01_heatmap.png").stat().st_size > 10_000
+    # scRNA copy number: every cell called; the comparisons' labels split the epithelium by the call
+    calls = pd.read_csv(res / "cohort" / "malignant_calls.tsv.gz", sep="\t", index_col="cell_id")
+    assert set(calls.index) == set(cells.index) and set(calls["malignant_call"]) <= {"malignant", "non_malignant",
+                                                                                      "uncertain"}
+    refined = pd.read_csv(res / "cohort" / "cell_labels_cnv.tsv.gz", sep="\t", index_col="cell_id")
+    epi = refined["cell_type_major"] == "malignant/epithelial"
+    assert (refined.loc[epi & (refined["malignant_call"] == "malignant"), "cell_type"] == "malignant").all()
+    assert (refined.loc[epi & (refined["malignant_call"] == "non_malignant"), "cell_type"] == "epithelial_normal").all()
+    assert (res / "figures" / "cnv" / "P01_rna_cnv.png").stat().st_size > 10_000
+    # CITE-seq: DSB per sample (the demo has raw matrices), the cohort MuData on the shared tags
+    import mudata
+
+    pn = ad.read_h5ad(res / "protein" / "P01_baseline" / "prot_norm.h5ad")
+    assert pn.uns["protein_norm"]["method"] == "dsb"
+    assert pn.n_obs == int(qc.loc[qc["sample_id"] == "P01_baseline", "n_cells_kept"].iloc[0])
+    methods = pd.read_csv(res / "tables" / "protein_normalisation.tsv", sep="\t")
+    assert sorted(methods["sample_id"]) == sorted(qc["sample_id"]) and (methods["method"] == "dsb").all()
+    tags = pd.read_csv(res / "protein" / "P01_baseline" / "tag_qc.tsv", sep="\t")
+    assert len(tags) == prot.n_vars and tags["is_isotype"].sum() == 3 and tags["normalised"].all()
+    with mudata.set_options(pull_on_update=False):
+        md = mudata.read_h5mu(res / "cohort" / "cohort.h5mu")
+    assert set(md.mod) == {"rna", "prot"} and md["prot"].n_obs == md["rna"].n_obs == cohort.n_obs
+    assert list(md["prot"].obs_names) == list(md["rna"].obs_names) and md["prot"].n_vars == prot.n_vars
+    assert "counts" in md["prot"].layers and "X_umap" in md["prot"].obsm and "cell_type" in md["prot"].obs
+    for f in ("protein_lineage_tags.png", "protein_umap.png", "protein/P01_baseline_tag_qc.png"):
+        assert (res / "figures" / f).stat().st_size > 10_000
     prot_bulk = ad.read_h5ad(res / "proteomics" / "proteomics.h5ad")
     assert prot_bulk.n_obs == 4 and set(prot_bulk.obs["patient_id"]) == {"P01", "P02"}
     assert (workdir / "logs").is_dir() and any((workdir / "benchmarks").rglob("*.tsv"))
@@ -149,6 +175,9 @@ def test_truth_check_all_rows_pass(demo_run):
     workdir, _ = demo_run
     table = pd.read_csv(workdir / "results" / "truth_check.tsv", sep="\t")
     assert len(table) >= 6
+    stages = {"clone_ari", "copy_number_accuracy", "diploid_called_diploid", "malignant_accuracy", "malignant_recall",
+              "dsb_isotype_centre", "dsb_lineage_auroc_CD3", "dsb_lineage_auroc_CD19", "dsb_lineage_auroc_CD14"}
+    assert stages <= set(table["metric"]), stages - set(table["metric"])
     assert table["pass"].all(), table.to_string()
 
 

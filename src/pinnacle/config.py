@@ -29,7 +29,7 @@ __all__ = ["Run", "load", "resource_path", "RESOURCE_KEYS"]
 
 #: config keys that name a curated resource shipped in ``resources/`` (resolved by resource_path)
 RESOURCE_KEYS = (("annotation", "markers"), ("annotation", "protein_markers"), ("annotation", "states"),
-                 ("compare", "signatures"), ("cnv", "bin_reference"))
+                 ("compare", "signatures"), ("cnv", "bin_reference"), ("cnv", "gene_table"))
 #: config keys that name an optional file the analyst provides ("" = off)
 OPTIONAL_FILE_KEYS = (("annotation", "celltypist_model"), ("annotation", "scanvi_reference"))
 
@@ -60,8 +60,8 @@ class Run:
         Curated YAML files whose genes the cohort object always keeps.
     rna_samples, dna_samples
         Samples with an scRNA / scDNA file.
-    dna_patients
-        Patients with at least one scDNA sample (clones are called per patient).
+    dna_patients, rna_patients
+        Patients with at least one scDNA / scRNA sample (clones and malignant calls are per patient).
     twin_samples
         Samples with an interferon-off twin in the truth folder.
     """
@@ -78,6 +78,7 @@ class Run:
     rna_samples: tuple[str, ...] = field(default=())
     dna_samples: tuple[str, ...] = field(default=())
     dna_patients: tuple[str, ...] = field(default=())
+    rna_patients: tuple[str, ...] = field(default=())
     twin_samples: tuple[str, ...] = field(default=())
 
     def twin_path(self, sample: str) -> str:
@@ -111,6 +112,16 @@ class Run:
             A patient id of :attr:`dna_patients`.
         """
         return [s for s in self.dna_samples if self.samples.loc[s, "patient_id"] == patient]
+
+    def patient_rna_samples(self, patient: str) -> list[str]:
+        """The scRNA samples of a patient, in sheet order.
+
+        Parameters
+        ----------
+        patient
+            A patient id of :attr:`rna_patients`.
+        """
+        return [s for s in self.rna_samples if self.samples.loc[s, "patient_id"] == patient]
 
     def compare_meta(self) -> list[dict]:
         """Sample -> patient, timepoint, response and covariates, for the comparison adapters."""
@@ -251,6 +262,31 @@ def _check_cnv(cfg: Mapping) -> None:
                              "give [low, high] with low < high.")
 
 
+def _check_protein(cfg: Mapping, samples: pd.DataFrame) -> None:
+    """CITE-seq settings: empty-droplet windows, the isotype pattern, DSB's raw matrices."""
+    import re
+
+    prot = cfg["protein"]
+    for key in ("empty_adt_range", "empty_rna_range"):
+        rng = prot[key]
+        if rng is not None and not rng[0] <= rng[1]:
+            raise InputError(f"config.yaml, key protein.{key}", f"the range {list(rng)} is reversed.",
+                             "give [low, high] with low <= high (total counts of a droplet).")
+    try:
+        re.compile(prot["isotype_pattern"])
+    except re.error as e:
+        raise InputError("config.yaml, key protein.isotype_pattern",
+                         f"'{prot['isotype_pattern']}' is not a regular expression ({e}).",
+                         "give a Python regular expression, e.g. \"isotype|control|igg\\d\".") from None
+    if prot["normalisation"] == "dsb":
+        no_raw = [str(s) for s in samples.index if samples.loc[s, "rna"] and not samples.loc[s, "rna_raw"]]
+        if no_raw:
+            raise InputError("config.yaml, key protein.normalisation",
+                             f"dsb needs empty droplets, but samples {', '.join(no_raw)} have no rna_raw.",
+                             "give their raw_feature_bc_matrix in the sample sheet's rna_raw column, or use "
+                             "normalisation: auto (CLR for those samples).")
+
+
 def _check_compare(cfg: Mapping, samples: pd.DataFrame, patients: pd.DataFrame) -> tuple[str, ...]:
     from pinnacle.compare import design_names
 
@@ -264,6 +300,9 @@ def _check_compare(cfg: Mapping, samples: pd.DataFrame, patients: pd.DataFrame) 
     if missing:
         raise InputError("config.yaml, key compare.covariates", f"{missing} are not columns of the patient sheet.",
                          f"use columns of {patients.columns.tolist()} or remove them.")
+    from pinnacle.compare import covariate_columns
+
+    covariate_columns(samples, cfg["compare"]["covariates"])  # blanks, non-numbers: an error naming the patients
     return tuple(designs)
 
 
@@ -293,10 +332,12 @@ def load(config: Mapping, basedir: str | Path) -> Run:
     _check_cnv(cfg)
     samples, patients = _load_sheets(cfg, basedir / "workflow" / "schemas")
     designs = _check_compare(cfg, samples, patients)
+    _check_protein(cfg, samples)
 
     rna = tuple(s for s in samples.index if samples.loc[s, "rna"])
     dna = tuple(s for s in samples.index if samples.loc[s, "dna"])
     dna_patients = tuple(dict.fromkeys(samples.loc[list(dna), "patient_id"].astype(str)))
+    rna_patients = tuple(dict.fromkeys(samples.loc[list(rna), "patient_id"].astype(str)))
     truth = cfg["truth"]
     last = cfg["timepoints"][-1]
     if cfg["demo"]["enabled"]:
@@ -313,4 +354,5 @@ def load(config: Mapping, basedir: str | Path) -> Run:
     return Run(config=cfg, basedir=basedir, demo=bool(cfg["demo"]["enabled"]), samples=samples,
                patients=patients, truth=truth, proteomics=cfg["proteomics"], designs=designs,
                gene_resources=tuple(resources), rna_samples=rna, dna_samples=dna, dna_patients=dna_patients,
+               rna_patients=rna_patients,
                twin_samples=twins)

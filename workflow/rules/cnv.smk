@@ -97,3 +97,59 @@ rule cnv_cohort:
         "../../envs/pinnacle.yaml"
     script:
         "../scripts/cnv_cohort.py"
+
+
+# From scRNA-seq, per patient: inferred copy number against the patient's immune and stromal
+# cells, the malignant call, and (with scDNA) each malignant cell's clone.
+rule cnv_rna:
+    input:
+        unpack(cnv_rna_inputs),
+    output:
+        cells="results/cnv/{patient}/rna_cells.tsv.gz",
+        summary="results/cnv/{patient}/rna_summary.tsv",
+        heatmap=report("results/figures/cnv/{patient}_rna_cnv.png", caption="../report/cnv_rna_heatmap.rst",
+                       category="5. Copy number", subcategory="per patient",
+                       labels={"patient": "{patient}", "figure": "scRNA inferred copy number"}),
+    params:
+        infer=CFG["cnv"]["infer"],
+        link=CFG["cnv"]["link"],
+        label_key=CFG["compare"]["label_key"],
+    log:
+        "logs/cnv/{patient}/cnv_rna.log",
+    benchmark:
+        "benchmarks/cnv/{patient}/cnv_rna.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/cnv_rna.py"
+
+
+rule cnv_rna_cohort:
+    input:
+        cells=expand("results/cnv/{patient}/rna_cells.tsv.gz", patient=RUN.rna_patients),
+        summaries=expand("results/cnv/{patient}/rna_summary.tsv", patient=RUN.rna_patients),
+        labels="results/cohort/cell_labels.tsv.gz",
+        dna_fractions=["results/tables/clone_fractions.tsv"] if RUN.dna_samples else [],
+    output:
+        cells="results/cohort/malignant_calls.tsv.gz",
+        labels="results/cohort/cell_labels_cnv.tsv.gz",
+        summary=report("results/tables/malignant_calls.tsv", caption="../report/malignant_calls.rst",
+                       category="5. Copy number", labels={"table": "malignant calls per patient"}),
+        fractions="results/tables/clone_fractions_both_assays.tsv",
+    params:
+        label_key=CFG["compare"]["label_key"],
+        meta=RUN.compare_meta(),
+    log:
+        "logs/cnv/cnv_rna_cohort.log",
+    benchmark:
+        "benchmarks/cnv/cnv_rna_cohort.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/cnv_rna_cohort.py"

@@ -46,6 +46,22 @@ def get_patient_copy_number(wildcards):
     return [f"results/dna/{s}/copy_number.h5ad" for s in RUN.patient_dna_samples(wildcards.patient)]
 
 
+def cnv_rna_inputs(wildcards):
+    """A patient's QC'd scRNA samples, the cell labels, the gene table and (with scDNA) its clone
+    consensus profiles."""
+    inputs = {"rna": [f"results/rna/{s}/rna.h5ad" for s in RUN.patient_rna_samples(wildcards.patient)],
+              "labels": "results/cohort/cell_labels.tsv.gz", "genes": CFG["cnv"]["gene_table"]}
+    if wildcards.patient in RUN.dna_patients:
+        inputs["consensus"] = f"results/cnv/{wildcards.patient}/consensus.tsv"
+    return inputs
+
+
+def compare_labels():
+    """The labels the comparisons use: with cnv.infer, the epithelium split by the malignant call."""
+    return "results/cohort/cell_labels_cnv.tsv.gz" if CFG["cnv"]["infer"]["enabled"] else \
+        "results/cohort/cell_labels.tsv.gz"
+
+
 def annotation_inputs(wildcards):
     """The cohort, the marker and state files, and the optional CellTypist model, scANVI
     reference and the analyst's corrections."""
@@ -85,6 +101,16 @@ def de_cell_type_parts(wildcards):
             "status": [f"results/compare/de/{wildcards.design}/{n}.status.tsv" for n in names]}
 
 
+def protein_outputs():
+    """The protein stage's targets: per-sample tag tables and figures, the cohort's protein
+    modality, its table and figures, and the cohort MuData (totalVI's results inside when on)."""
+    out = expand(["results/protein/{sample}/tag_qc.tsv", "results/figures/protein/{sample}_tag_qc.png"],
+                 sample=RUN.rna_samples)
+    out += ["results/tables/protein_normalisation.tsv", "results/figures/protein_lineage_tags.png",
+            "results/figures/protein_umap.png", "results/cohort/cohort.h5mu"]
+    return out if RUN.rna_samples else []
+
+
 def get_final_output():
     out = ["results/cohort/rna_counts.h5ad", "results/rna/qc_summary.tsv",
            "results/figures/qc_summary.png", "results/cohort/integrated.h5ad",
@@ -92,9 +118,12 @@ def get_final_output():
            "results/tables/integration_metrics.tsv"]
     if RUN.dna_samples:
         out += ["results/tables/clone_fractions.tsv", "results/figures/clone_fractions.png"]
+    if CFG["cnv"]["infer"]["enabled"]:
+        out += ["results/tables/malignant_calls.tsv"]
     if RUN.proteomics["path"]:
         out += ["results/proteomics/proteomics.h5ad", "results/tables/proteomics_tests.tsv"]
     out.append("results/tables/protein_evidence.tsv")
+    out += protein_outputs()
     out += ["results/tables/composition_tests.tsv", "results/tables/signature_tests.tsv",
             "results/tables/signature_enrichment.tsv"]
     out += expand("results/tables/de/{design}.tsv", design=RUN.designs)
@@ -117,6 +146,7 @@ def truth_check_inputs(wildcards):
         "clones": expand("results/cnv/{patient}/clones.h5ad", patient=RUN.dna_patients),
         "composition": "results/tables/composition_tests.tsv",
         "protein_evidence": "results/cohort/protein_evidence.tsv.gz",
+        "protein_norm": expand("results/protein/{sample}/prot_norm.h5ad", sample=RUN.rna_samples),
         "de": expand("results/tables/de/{design}.tsv", design=RUN.designs),
         "enrichment": "results/tables/signature_enrichment.tsv",
         "truth_cells": truth(truth_layout.CELLS),
@@ -128,6 +158,8 @@ def truth_check_inputs(wildcards):
         inputs["truth_dna_cells"] = truth(truth_layout.DNA_CELLS)
         inputs["truth_clones"] = truth(truth_layout.CLONES)
         inputs["clone_shares"] = "results/tables/clone_dynamics_shares.tsv"
+    if CFG["cnv"]["infer"]["enabled"]:
+        inputs["malignant_calls"] = "results/cohort/malignant_calls.tsv.gz"
     if RUN.twin_samples:
         inputs["label_stability"] = "results/truth/label_stability.tsv"
     if RUN.proteomics["path"]:

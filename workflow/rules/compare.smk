@@ -5,7 +5,7 @@
 rule pseudobulk_sample:
     input:
         rna="results/rna/{sample}/rna.h5ad",
-        labels="results/cohort/cell_labels.tsv.gz",
+        labels=compare_labels(),
     output:
         "results/rna/{sample}/pseudobulk.h5ad",
     params:

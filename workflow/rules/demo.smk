@@ -12,6 +12,7 @@ if RUN.demo:
             truth_samples=truth_layout.truth_file(RUN.truth, truth_layout.SAMPLES),
             truth_params=truth_layout.truth_file(RUN.truth, truth_layout.PARAMS),
             truth_dna_cells=truth_layout.truth_file(RUN.truth, truth_layout.DNA_CELLS),
+            truth_clones=truth_layout.truth_file(RUN.truth, truth_layout.CLONES),
             truth_proteins=truth_layout.truth_file(RUN.truth, truth_layout.PROTEINS),
             twins=[RUN.twin_path(s) for s in RUN.twin_samples],
         params:
@@ -23,6 +24,8 @@ if RUN.demo:
             doublet_rate=CFG["demo"]["doublet_rate"],
             seed=CFG["demo"]["seed"],
             interferon_twin=CFG["demo"]["interferon_twin"],
+            normal_epithelial=CFG["demo"]["normal_epithelial"],
+            ebv=CFG["demo"]["ebv"],
         log:
             "logs/demo/simulate_demo_cohort.log",
         benchmark:

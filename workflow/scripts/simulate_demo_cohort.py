@@ -11,5 +11,6 @@ p = snakemake.params
 summary = simulate_cohort(p.outdir, n_patients=p.n_patients, n_responders=p.n_responders,
                           cells_per_sample=p.cells_per_sample,
                           dna_cells_per_sample=p.dna_cells_per_sample, doublet_rate=p.doublet_rate,
-                          seed=p.seed, interferon_twin=p.interferon_twin)
+                          seed=p.seed, interferon_twin=p.interferon_twin,
+                          normal_epithelial=p.normal_epithelial, ebv=p.ebv)
 logging.info("demo cohort written: %s", summary)

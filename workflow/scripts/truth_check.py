@@ -46,12 +46,22 @@ if inp.dna_qc:
         pd.read_csv(inp.clone_shares, sep="\t"), pd.concat([a.obs["clone"] for a in clones.values()]), truth_dna,
         pd.read_csv(inp.truth_effects, sep="\t"), levels=snakemake.params.levels,
         timepoints=snakemake.params.timepoints)
+if "malignant_calls" in inp.keys():
+    calls = pd.read_csv(inp.malignant_calls, sep="\t", index_col="cell_id")
+    rows += tc.check_malignant_calls(calls, truth_cells)
+    if inp.dna_qc:
+        rows += tc.check_rna_clones(calls, truth_cells, pd.concat([a.obs["clone"] for a in clones.values()]),
+                                    truth_dna)
 if "proteomics" in inp.keys():
     prot = ad.read_h5ad(inp.proteomics)
     truth_prot = pd.read_csv(inp.truth_proteins, sep="\t")
     truth_prot = truth_prot[~truth_prot["kind"].isin(["contaminant", "reverse", "only_by_site"])]
     rows += tc.check_proteomics_reading(prot.var["protein_id"], prot.n_obs, truth_prot, len(truth_samples))
 rows += tc.check_protein_evidence(pd.read_csv(inp.protein_evidence, sep="\t", index_col="cell_id"), truth_cells)
+# --- protein (CITE-seq) normalisation: DSB rows (pinnacle.truth_check._protein) ---
+if inp.protein_norm:
+    rows += tc.check_dsb({p.split("/")[-2]: ad.read_h5ad(p) for p in inp.protein_norm}, truth_cells)
+# --- end protein ---
 effects = pd.read_csv(inp.truth_effects, sep="\t")
 fdr = snakemake.params.fdr
 composition = pd.read_csv(inp.composition, sep="\t")

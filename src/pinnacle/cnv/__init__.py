@@ -18,6 +18,11 @@ Per patient::
     fr = clone_fractions(p.obs)                  # per sample
     # or all of it: p, cons, tree, fr, status = process_patient([a1, a2])
 
+From scRNA-seq (``infer``): :func:`infer_cnv` (infercnvpy against the patient's immune and
+stromal cells), :func:`call_malignant` (malignant / non_malignant / uncertain per cell, with EBV
+transcripts as extra evidence), :func:`plot_cnv_heatmap`; :func:`refine_labels` (``labels``)
+splits the epithelium by the call for the comparisons.
+
 The link (``link``): :func:`assign_clones` gives each scRNA malignant cell one of its patient's
 scDNA clones (clonealign-style, with a consistency check), :func:`clone_fractions_from_rna`,
 :func:`clone_pseudobulk`.
@@ -36,10 +41,21 @@ from .bins import annotate_bins, combine_samples, filter_bins, read_bin_referenc
 from .clones import call_clones, clone_consensus, clone_fractions, clone_tree, event_distance, process_patient
 from .dynamics import clone_dynamics_test, dominant_clone_share
 from .figures import plot_clone_dynamics, plot_clone_fractions, plot_clone_heatmap, plot_consensus_profiles
+from .infer import EPITHELIAL_TYPES, REFERENCE_TYPES, call_malignant, ebv_genes, infer_cnv, plot_cnv_heatmap
+from .labels import EPITHELIAL_NORMAL, EPITHELIAL_UNCERTAIN, refine_labels
 from .link import UNASSIGNED, assign_clones, clone_fractions_from_rna, clone_pseudobulk, genes_to_bins
 from .scdna import call_copy_number, cell_qc, gc_correct, process_sample, summarise_cell_qc
 
 __all__ = [
+    "EPITHELIAL_TYPES",
+    "REFERENCE_TYPES",
+    "call_malignant",
+    "ebv_genes",
+    "infer_cnv",
+    "plot_cnv_heatmap",
+    "EPITHELIAL_NORMAL",
+    "EPITHELIAL_UNCERTAIN",
+    "refine_labels",
     "UNASSIGNED",
     "assign_clones",
     "clone_fractions_from_rna",

@@ -53,6 +53,7 @@ from ._design import (
     META_COLUMNS,
     Design,
     NotEstimable,
+    covariate_columns,
     design_matrix,
     design_names,
     sample_meta,
@@ -77,6 +78,7 @@ from ._signatures import (
 )
 
 __all__ = [
+    "covariate_columns",
     "DE_COLUMNS",
     "META_COLUMNS",
     "RESPONSE_COLOURS",

@@ -58,15 +58,37 @@ def design_names(designs: Sequence[str], response_levels: Sequence[str]) -> list
     return names
 
 
-def _covariate_columns(meta: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+def covariate_columns(meta: pd.DataFrame, covariates: Mapping[str, str] | Sequence[str]) -> pd.DataFrame:
+    """Design columns of the covariates: numeric ones centred, categorical ones as indicators.
+
+    A blank value, or a non-number in a declared numeric column, is an error naming the patients.
+
+    Parameters
+    ----------
+    meta
+        Samples (or patients) with the covariate columns (and ``patient_id``, named in errors).
+    covariates
+        Column -> ``"numeric"`` or ``"categorical"`` (the config's form); a plain list of names
+        infers each type (numeric when every value is a number).
+    """
+    types = dict(covariates) if isinstance(covariates, Mapping) else dict.fromkeys(covariates)
     cols = {}
-    for cov in covariates:
+    for cov, kind in types.items():
         if cov not in meta:
             raise InputError("config.yaml, key compare.covariates", f"'{cov}' is not a column of the patient sheet.",
                              f"use one of {sorted(c for c in meta.columns if c not in META_COLUMNS)} or remove it.")
         v = meta[cov]
+        blank = v.isna() | (v.astype(str).str.strip().isin(["", "nan", "NA", "None"]))
+        if blank.any():
+            who = sorted(meta.loc[blank, "patient_id"].astype(str).unique()) if "patient_id" in meta else []
+            raise InputError("patient sheet, column " + cov, f"no value for patients {who}.",
+                             "fill the value in the patient sheet or drop the covariate from compare.covariates.")
         num = pd.to_numeric(v, errors="coerce")
-        if num.notna().all():
+        if kind == "numeric" and num.isna().any():
+            bad = sorted(v[num.isna()].astype(str).unique())
+            raise InputError("patient sheet, column " + cov, f"values {bad} are not numbers, but compare.covariates "
+                             f"declares '{cov}' numeric.", "correct the values or declare it categorical.")
+        if kind == "numeric" or (kind is None and num.notna().all()):
             cols[cov] = (num - num.mean()).astype(float)
         else:
             levels = sorted(v.astype(str).unique())
@@ -101,7 +123,7 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
         sub = meta[meta["timepoint"] == t0]
         groups = {lvl: int(sub.loc[sub["response"] == lvl, "patient_id"].nunique()) for lvl in (ref, alt)}
         X = pd.DataFrame({"Intercept": 1.0, "response": (sub["response"] == alt).astype(float)}, index=sub.index)
-        X = pd.concat([X, _covariate_columns(sub, covariates)], axis=1)
+        X = pd.concat([X, covariate_columns(sub, covariates)], axis=1)
         formula = "~ " + " + ".join(["response", *covariates])
         coef, dropped = "response", ""
     elif design == "on_treatment" or design.startswith("on_treatment_") or design == "interaction":

@@ -24,11 +24,28 @@ Differences from R dsb, on purpose: the per-cell mixture is sklearn's unequal-va
 seeded by k-means++ (mclust chooses equal or unequal variances by BIC), and without isotypes the
 background mean is centred before it is regressed out, so each protein keeps its mean.
 
+The workflow's steps: :func:`normalise_sample` per sample (empty droplets from the raw matrix,
+tag QC, DSB or CLR); :func:`cohort_protein` (the samples' shared tags; samples without CITE-seq
+stay in the RNA modality only), :func:`normalisation_table` and :func:`tag_umap` for the cohort;
+:func:`cohort_totalvi` (optional); :func:`build_mudata` (``results/cohort/cohort.h5mu``).
+
 Modules (private): ``_evidence`` (CLR, tag calls, protein evidence for RNA labels), ``_dsb``
 (isotypes, empty droplets, DSB, the DSB-or-CLR choice), ``_qc`` (tag table, isotype outliers,
-figure), ``_totalvi`` (totalVI).
+figure), ``_totalvi`` (totalVI), ``_cohort`` (one sample end to end, the cohort's protein
+modality, totalVI's inputs, the MuData), ``_figures`` (lineage-tag violins, UMAPs).
 """
 
+from ._cohort import (
+    NO_TAGS,
+    NORMALISATION_COLUMNS,
+    TAG_TABLE_COLUMNS,
+    build_mudata,
+    cohort_protein,
+    cohort_totalvi,
+    normalisation_table,
+    normalise_sample,
+    tag_umap,
+)
 from ._dsb import (
     EMPTY_ADT_RANGE,
     EMPTY_RNA_RANGE,
@@ -50,6 +67,7 @@ from ._evidence import (
     protein_evidence,
     protein_evidence_by_label,
 )
+from ._figures import LINEAGE_TAGS, lineage_tags, plot_lineage_tags, plot_tag_umap
 from ._qc import TAG_QC_COLUMNS, plot_tag_qc, tag_qc
 from ._totalvi import run_totalvi
 
@@ -57,6 +75,9 @@ __all__ = [
     "ISOTYPE_PATTERN", "EMPTY_ADT_RANGE", "EMPTY_RNA_RANGE", "METHODS", "TAG_QC_COLUMNS",
     "find_isotypes", "select_empty_droplets", "dsb", "normalise_protein", "tag_qc", "plot_tag_qc",
     "run_totalvi",
+    "NO_TAGS", "NORMALISATION_COLUMNS", "TAG_TABLE_COLUMNS", "LINEAGE_TAGS",
+    "normalise_sample", "normalisation_table", "cohort_protein", "tag_umap", "cohort_totalvi", "build_mudata",
+    "lineage_tags", "plot_lineage_tags", "plot_tag_umap",
     "PROTEIN_EVIDENCE",
     "load_protein_expectations",
     "match_tags",

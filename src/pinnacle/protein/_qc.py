@@ -115,6 +115,13 @@ def plot_tag_qc(prot: ad.AnnData, table: pd.DataFrame, *, flag_key: str = "isoty
     """
     import matplotlib.pyplot as plt
 
+    if table.empty:  # a sample without antibody tags (RNA only)
+        fig, ax = plt.subplots(figsize=(6, 2.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no antibody tags in this sample (no CITE-seq)", ha="center", va="center")
+        fig.suptitle(title)
+        plt.close(fig)
+        return fig
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6))
     has_e = table["mean_empties"].notna().any()
     iso = table["is_isotype"].to_numpy(dtype=bool)

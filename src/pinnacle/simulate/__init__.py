@@ -71,6 +71,17 @@ agree with each other). Models:
   stream (gamma first, then Poisson), so ``interferon_twin=True`` can write the same droplets with
   the interferon state off, identical in every other gene; every state has its own stream, so
   composition and all other draws do not depend on which states are on.
+- Normal epithelium (opt-in, ``normal_epithelial``: a share of the epithelial cells): diploid
+  cells with the malignant programme and library but no copy-number factors (``cell_type``
+  ``epithelial_normal``, major type ``malignant/epithelial``, no clone), so calling malignant
+  cells needs copy number, not markers. Drawn from its own stream.
+- Epstein-Barr virus (opt-in, ``ebv=True``): malignant cells express EBV latency II
+  transcripts (:data:`EBV_GENES`: RPMS1 and the other BARTs most, LMP2A, EBNA1, LMP1, BARF1;
+  EBERs are not polyadenylated) at ~0.04% of their UMIs (per-cell Gamma spread, shape 2;
+  detected in most malignant cells), written as gene features ``EBV_<name>`` after the human
+  genes, as Cell Ranger reports a reference with the EBV genome as contig ``chrEBV``; other
+  cells and empty droplets get them only from the ambient RNA. Own stream; per-cell counts in
+  ``truth/cells.tsv.gz`` (``ebv_counts``).
 - Panels: ``panel_genes`` keeps the N genes of highest expected detection (or a list) and
   ``mito_genes=False`` drops the MT- genes, as a targeted panel or a filtered public object.
 - Batch: per sample gene-wise log-normal multipliers (sd = ``batch_strength``) and a library
@@ -120,7 +131,9 @@ in ``resources/``), ``_util`` (random streams, checks, barcodes); ``layout`` (pu
 files of ``truth/`` for the simulator and every reader of the truth.
 
 CLI: ``python -m pinnacle.simulate --out DIR --patients 6 --cells 1000 --seed 0``
-(``--states``, ``--interferon-twin``, ``--panel-genes N|FILE``, ``--no-mito-genes``).
+(``--states``, ``--interferon-twin``, ``--panel-genes N|FILE``, ``--no-mito-genes``,
+``--normal-epithelial FRACTION``, ``--ebv``). With both tumour options off (the default) every
+file is byte-identical to a cohort written without them.
 See docs/simulator.md for the measured simulator-vs-real table.
 """
 
@@ -140,11 +153,13 @@ from ._tables import (
     CELL_TYPES,
     CNV_EVENT_FREQUENCIES,
     CYCLING_GENES,
+    EBV_GENES,
     HAEMOGLOBIN_GENES,
     HOUSEKEEPING_GENES,
     IFN_RESPONSE_GENES,
     INTERFERON_PROGRAMME,
     MARKER_PROGRAMMES,
+    NORMAL_EPITHELIAL,
     PLANTED_PROTEINS,
     SEX_GENES,
     SIGNATURE_GENES,
@@ -158,6 +173,6 @@ __all__ = [
     "CELL_TYPES", "MARKER_PROGRAMMES", "ADT_PANEL", "CYCLING_GENES", "HOUSEKEEPING_GENES",
     "SEX_GENES", "HAEMOGLOBIN_GENES", "IFN_RESPONSE_GENES", "SIGNATURE_GENES",
     "INTERFERON_PROGRAMME", "ACTIVATION_PROGRAMME", "STRESS_PROGRAMME", "STATES",
-    "PLANTED_PROTEINS", "CNV_EVENT_FREQUENCIES", "TIMEPOINTS",
+    "PLANTED_PROTEINS", "CNV_EVENT_FREQUENCIES", "TIMEPOINTS", "EBV_GENES", "NORMAL_EPITHELIAL",
     "cohort_sheets", "simulate_cohort", "required_genes", "main",
 ]

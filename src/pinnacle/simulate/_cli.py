@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--panel-genes", default=None,
                     help="keep only N genes (the most detected) or the genes listed in a file (one per line)")
     ap.add_argument("--no-mito-genes", action="store_true", help="drop the MT- genes from the matrices")
+    ap.add_argument("--normal-epithelial", type=float, default=0.0, metavar="FRACTION",
+                    help="share of the epithelial cells that are diploid normal epithelium (default 0)")
+    ap.add_argument("--ebv", action="store_true",
+                    help="malignant cells express Epstein-Barr virus transcripts (RPMS1, LMP2A, ... on chrEBV)")
     ap.add_argument("--gene-table", default=None, help="gene table (default resources/genes_grch38.tsv)")
     ap.add_argument("--bins", default=None, help="bin table (default resources/bins_1mb_grch38.tsv.gz)")
     ap.add_argument("--quiet", action="store_true")
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                               low_quality_rate=a.low_quality_rate, batch_strength=a.batch_strength,
                               seed=a.seed, response_effects=not a.no_response_effects,
                               states=states, interferon_twin=a.interferon_twin, panel_genes=panel,
-                              mito_genes=not a.no_mito_genes, gene_table=a.gene_table, bins=a.bins,
+                              mito_genes=not a.no_mito_genes, normal_epithelial=a.normal_epithelial,
+                              ebv=a.ebv, gene_table=a.gene_table, bins=a.bins,
                               verbose=not a.quiet)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -41,6 +41,9 @@ from ._tables import (
     _STRESS_RANGE,
     _TYPES,
     CELL_TYPES,
+    EBV_CONTIG,
+    EBV_GENES,
+    NORMAL_EPITHELIAL,
     PLANTED_PROTEINS,
     STATES,
     TIMEPOINTS,
@@ -142,6 +145,7 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
                     dna_tumour_enrichment: float = 3.0, response_effects: bool = True,
                     states: Iterable[str] | None = STATES, interferon_twin: bool = False,
                     panel_genes: int | Sequence[str] | None = None, mito_genes: bool = True,
+                    normal_epithelial: float = 0.0, ebv: bool = False,
                     verbose: bool = False) -> dict:
     """Write the simulated trial cohort to ``outdir`` and return a summary dict.
 
@@ -203,6 +207,17 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         with ``in_matrix``.
     mito_genes
         ``False`` drops the MT- genes (before the top N are chosen).
+    normal_epithelial
+        Share (0 <= x < 1) of the epithelial cells that are diploid normal epithelium: the
+        malignant cells' programme and library, no copy-number factors; ``cell_type``
+        ``"epithelial_normal"``, major type ``"malignant/epithelial"``, clone ``""``. Makes the
+        malignant call of the copy-number stage non-trivial. Default 0: none.
+    ebv
+        Malignant cells express Epstein-Barr virus transcripts (:data:`EBV_GENES`: RPMS1, LMP2A,
+        EBNA1, LMP1, BARF1; ~0.04% of a cell's UMIs, detected in most malignant cells), written
+        as "Gene Expression" features after the human genes (ids ``EBV_<name>``; a reference
+        with the EBV genome as contig ``chrEBV``); other cells get them only from ambient RNA.
+        ``truth/cells.tsv.gz`` gains ``ebv_counts``. Default False.
     verbose
         Print progress per sample to stderr.
 
@@ -233,6 +248,10 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
            f"dna_tumour_enrichment={dna_tumour_enrichment!r} is invalid.", "Use a positive number.")
     _check(isinstance(seed, (int, np.integer)) and seed >= 0, where, f"seed={seed!r} is invalid.",
            "Use a non-negative integer.")
+    _check(isinstance(normal_epithelial, (int, float)) and not isinstance(normal_epithelial, bool)
+           and 0 <= normal_epithelial < 1, where, f"normal_epithelial={normal_epithelial!r} out of range.",
+           "Use a fraction of the epithelial cells in [0, 1).")
+    normal_epithelial, ebv = float(normal_epithelial), bool(ebv)
     states = tuple(dict.fromkeys(states or ()))
     bad = [k for k in states if k not in STATES]
     _check(not bad, where, f"unknown states {bad}.", f"Use a subset of {list(STATES)}.")
@@ -262,7 +281,8 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
     design = _design(model, samples, patients, seed, float(batch_strength), bool(response_effects),
                      states=states)
     in_matrix = _panel(model, panel_genes, bool(mito_genes))
-    cols = np.r_[np.flatnonzero(in_matrix), model.G + np.arange(model.K)]
+    ebv_names = list(EBV_GENES) if ebv else []
+    cols = np.r_[np.flatnonzero(in_matrix), model.G + np.arange(len(ebv_names) + model.K)]
 
     out = Path(outdir)
     tdir = Path(layout.truth_dir(out))
@@ -272,9 +292,9 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
 
     kept = list(model.symbols[in_matrix])
     var = pd.DataFrame({
-        "gene_ids": kept + [f"ADT_{t}" for t in model.adt_tags],
-        "feature_types": ["Gene Expression"] * len(kept) + ["Antibody Capture"] * model.K,
-    }, index=kept + [f"{t}_TotalSeqB" for t in model.adt_tags])
+        "gene_ids": kept + [f"EBV_{g}" for g in ebv_names] + [f"ADT_{t}" for t in model.adt_tags],
+        "feature_types": ["Gene Expression"] * (len(kept) + len(ebv_names)) + ["Antibody Capture"] * model.K,
+    }, index=kept + ebv_names + [f"{t}_TotalSeqB" for t in model.adt_tags])
 
     import anndata as ad  # local: only needed to hand matrices to the writers
 
@@ -287,11 +307,11 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         cells, raw, cell_bc, all_bc, truth, e_lib, cells_off = _simulate_sample(
             model, design, sid, n_cells=int(cells_per_sample), n_empty=int(empty_droplets_per_sample),
             doublet_rate=float(doublet_rate), low_quality_rate=float(low_quality_rate), seed=seed,
-            twin=twin)
+            twin=twin, normal_epithelial=normal_epithelial, ebv=ebv)
         if len(cols) < cells.shape[1]:  # a panel: drop the other genes from every file
             cells, raw = cells[:, cols], raw[:, cols]
             cells_off = cells_off[:, cols] if cells_off is not None else None
-            truth["n_counts"] = np.asarray(cells[:, :len(kept)].sum(axis=1)).ravel()
+            truth["n_counts"] = np.asarray(cells[:, :len(kept) + len(ebv_names)].sum(axis=1)).ravel()
         writers.write_10x_h5(ad.AnnData(cells, obs=pd.DataFrame(index=list(cell_bc)), var=var),
                              srow["rna"])
         writers.write_10x_h5(ad.AnnData(raw, obs=pd.DataFrame(index=list(all_bc)), var=var),
@@ -305,8 +325,15 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         singlet = ~truth["is_doublet"]
         tcounts = truth.loc[singlet, "cell_type"].value_counts()
         for t, v in zip(_TYPES, sinfo["pi"]):
+            if t == "malignant" and normal_epithelial > 0:  # the epithelial share, split
+                v = v * (1 - normal_epithelial)
             comp_rows.append(dict(sample_id=sid, cell_type=t, cell_type_major=CELL_TYPES[t],
                                   expected_fraction=round(float(v), 6), n_cells=int(tcounts.get(t, 0))))
+        if normal_epithelial > 0:
+            v = sinfo["pi"][model.type_index["malignant"]] * normal_epithelial
+            comp_rows.append(dict(sample_id=sid, cell_type=NORMAL_EPITHELIAL, cell_type_major=CELL_TYPES["malignant"],
+                                  expected_fraction=round(float(v), 6),
+                                  n_cells=int(tcounts.get(NORMAL_EPITHELIAL, 0))))
         pinfo = design["patients"][srow["patient_id"]]
         # scDNA
         n_dna_mal, dna_mal_frac = 0, 0.0
@@ -412,10 +439,14 @@ def simulate_cohort(outdir: str | os.PathLike, *, n_patients: int = 6, n_respond
         activation_range=list(_ACTIVATION_RANGE), stress_range=list(_STRESS_RANGE),
         state_cell_gamma_shape=_STATE_CELL_SHAPE,
     )
+    if normal_epithelial > 0:  # opt-in options are recorded only when on (default files unchanged)
+        params["normal_epithelial"] = normal_epithelial
+    if ebv:
+        params["ebv"] = dict(genes=EBV_GENES, contig=EBV_CONTIG, gene_ids=[f"EBV_{g}" for g in ebv_names])
     Path(layout.truth_file(tdir, layout.PARAMS)).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return {
         "outdir": str(outdir), "samples": str(out / "samples.tsv"), "patients": str(out / "patients.tsv"),
         "proteomics": str(out / "proteomics" / "proteinGroups.txt"), "truth": str(tdir),
-        "n_samples": len(samples), "n_cells": int(n_total), "n_genes": int(in_matrix.sum()),
+        "n_samples": len(samples), "n_cells": int(n_total), "n_genes": int(in_matrix.sum()) + len(ebv_names),
         "n_antibody_tags": int(model.K), "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -11,13 +11,19 @@ import scipy.sparse as sp
 
 from ._model import _Model
 from ._tables import (
+    _ADT_AMBIENT_BASE,
     _ADT_DISPERSION,
+    _ADT_NSB_SCALE,
     _BLOCK,
+    _EBV_CELL_SHAPE,
+    _EBV_SHARE,
     _IFN_LOG2FC,
     _STATE_CELL_SHAPE,
     _TYPES,
     CELL_TYPES,
+    EBV_GENES,
     IFN_RESPONSE_GENES,
+    NORMAL_EPITHELIAL,
     SEX_GENES,
     STATES,
 )
@@ -54,11 +60,17 @@ def _clone_factors(model: _Model, clones: list[dict]) -> np.ndarray:
 
 
 def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: int, n_empty: int,
-                     doublet_rate: float, low_quality_rate: float, seed: int, twin: bool = False):
+                     doublet_rate: float, low_quality_rate: float, seed: int, twin: bool = False,
+                     normal_epithelial: float = 0.0, ebv: bool = False):
     """One sample's droplets. Returns (cells, raw, cell barcodes, all barcodes, truth, empty
     libraries, cells_interferon_off); the last is None unless ``twin``: the same droplets with
     the interferon state at 0 (every gene outside the interferon programme identical: those
-    genes come from their own random stream)."""
+    genes come from their own random stream).
+
+    Opt-in options draw from their own streams, so with both off every output is as before:
+    ``normal_epithelial`` turns that share of the malignant cells into diploid normal epithelium
+    (same programme, no clone factors); ``ebv`` inserts the :data:`EBV_GENES` columns after the
+    human genes (malignant cells express them; every droplet gets their ambient share)."""
     sinfo = design["samples"][sample_id]
     pinfo = design["patients"][sinfo["patient_id"]]
     s_i = sinfo["index"]
@@ -115,6 +127,10 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
     mal_u = unit_type == ti["malignant"]
     fr = sinfo["clone_fr"]
     clone[mal_u] = 1 + rng.choice(len(fr), size=int(mal_u.sum()), p=fr)
+    normal_epi = np.zeros(U, dtype=bool)
+    if normal_epithelial > 0:  # its own stream: with the option off no draw changes
+        normal_epi = mal_u & (_rng(seed, 16, s_i).random(U) < normal_epithelial)
+        clone[normal_epi] = 0
     cap = np.exp(rng.normal(0, 0.3, size=U))  # ADT capture
     nsb = np.exp(rng.normal(0, 0.5, size=U))  # ADT non-specific binding
     cap[unit_lq] *= 0.5
@@ -145,7 +161,7 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
     rest = np.ones(G, dtype=bool)
     rest[ifn_idx] = False
     rest_idx = np.flatnonzero(rest)
-    adt_amb = (0.03 * (pi[:, None] * model.adt_spec).sum(0) + 0.5 * model.adt_base) \
+    adt_amb = (0.03 * (pi[:, None] * model.adt_spec).sum(0) + _ADT_AMBIENT_BASE * model.adt_base) \
         * sinfo["adt_ambient_scale"]
 
     # ---- counts, block by block (<= _BLOCK units per block)
@@ -184,7 +200,7 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
         mult = 1 + state["interferon"][u0:u1, None] * (model.ifn_fc[ut] - 1)
         X[:, ifn_idx] = _ifn_counts(model, (seed, 14, s_i, b), Ei * mult, L * f_amb * amb_on[None, ifn_idx])
         # antibody tags
-        A = cap[u0:u1, None] * (model.adt_spec[ut] + nsb[u0:u1, None] * model.adt_base[None, :])
+        A = cap[u0:u1, None] * (model.adt_spec[ut] + _ADT_NSB_SCALE * nsb[u0:u1, None] * model.adt_base[None, :])
         A *= brng.standard_gamma(1 / _ADT_DISPERSION, size=A.shape) * _ADT_DISPERSION
         A += np.where(unit_first[u0:u1, None], adt_amb[None, :], 0.0)
         Y = brng.poisson(A).astype(np.int32)
@@ -202,6 +218,22 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
         cells_off = (sp.vstack(twin_blocks, format="csr") if twin_blocks
                      else sp.csr_matrix((0, G + K), dtype=np.int32))
         cells_off.sort_indices()
+    n_ebv = len(EBV_GENES) if ebv else 0
+    if ebv:
+        mal_t = ti["malignant"]
+        # EBV share of the ambient profile: the malignant cells' EBV RNA in the sample's soup
+        ebv_amb = (weights[mal_t] * (1 - m[mal_t, 0]) * (1 - normal_epithelial) * _EBV_SHARE / norm
+                   * (1 - sinfo["hb"]))
+        ebv_rng = _rng(seed, 17, s_i)
+        own = np.where(mal_u & ~normal_epi, lib * (1 - f_amb) * (1 - mt) * _EBV_SHARE, 0.0)
+        own *= ebv_rng.standard_gamma(_EBV_CELL_SHAPE, size=U) / _EBV_CELL_SHAPE
+        share = np.array(list(EBV_GENES.values()))
+        V = ebv_rng.poisson((own + lib * f_amb * ebv_amb)[:, None] * share[None, :]).astype(np.int32)
+        agg = sp.csr_matrix((np.ones(U, np.int32), (unit_droplet, np.arange(U))), shape=(n_cells, U))
+        V = sp.csr_matrix(agg @ V)
+        cells = sp.hstack([cells[:, :G], V, cells[:, G:]], format="csr")
+        if cells_off is not None:
+            cells_off = sp.hstack([cells_off[:, :G], V, cells_off[:, G:]], format="csr")
 
     # ---- empty droplets: multinomial on the ambient profile (+ ambient antibody tags)
     erng = _rng(seed, 12, s_i)
@@ -213,7 +245,10 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
     Eg.sum_duplicates()
     s_e = np.exp(erng.normal(0, 0.5, size=n_empty))
     Ea = erng.poisson(adt_amb[None, :] * s_e[:, None]).astype(np.int32)
-    empties = sp.hstack([Eg, sp.csr_matrix(Ea)], format="csr")
+    parts = [Eg, sp.csr_matrix(Ea)]
+    if ebv:
+        parts.insert(1, sp.csr_matrix(ebv_rng.poisson(e_lib[:, None] * ebv_amb * share[None, :]).astype(np.int32)))
+    empties = sp.hstack(parts, format="csr")
     empties.sort_indices()
 
     # ---- barcodes: cells and empties share one sorted barcode space
@@ -229,11 +264,12 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
 
     # ---- truth per droplet
     first_u = starts[:-1]
-    gene_counts = np.asarray(cells[:, :G].sum(axis=1)).ravel()
-    adt_counts = np.asarray(cells[:, G:].sum(axis=1)).ravel()
+    gene_counts = np.asarray(cells[:, :G + n_ebv].sum(axis=1)).ravel()
+    adt_counts = np.asarray(cells[:, G + n_ebv:].sum(axis=1)).ravel()
     t_first = unit_type[first_u]
     ct = np.array(_TYPES, dtype=object)[t_first]
     major = np.array([CELL_TYPES[t] for t in _TYPES], dtype=object)[t_first]
+    ct[normal_epi[first_u]] = NORMAL_EPITHELIAL
     ct[is_dbl] = "doublet"
     major[is_dbl] = "doublet"
     dt1 = np.where(is_dbl, np.array(_TYPES, dtype=object)[type1], "")
@@ -258,6 +294,8 @@ def _simulate_sample(model: _Model, design: dict, sample_id: str, *, n_cells: in
         "activation_state": np.round(act[first_u], 4),
         "stress_state": np.round(state["stress"][first_u], 4),
     })
+    if ebv:
+        truth["ebv_counts"] = np.asarray(cells[:, G:G + n_ebv].sum(axis=1)).ravel()
     return cells, raw, cell_bc, all_bc, truth, e_lib, cells_off
 
 

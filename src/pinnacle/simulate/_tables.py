@@ -295,6 +295,15 @@ _N_PROTEINS = 500
 # clearly overdispersed), tuned on real 10x T cells (symphony_pbmc_3batch).
 _GENE_DISPERSION = ((0.08, 0.6), (0.6, 0.8), 0.3)  # (median, sdlog) x 2, weight of the 2nd
 _ADT_DISPERSION = 0.1
+# Antibody background, calibrated to real CITE-seq (dsb_citeseq_tsang: 2,872 PBMC, 8,005 empty
+# droplets). Empty droplets hold per tag a mean of 0.7-12.6 counts (median 3.2): the ambient level
+# is _ADT_AMBIENT_BASE x each tag's base (2-8). Cells hold isotype controls at 0.8-1.2x the empty
+# droplets' level and non-carrier lineage tags at 1.0-1.7x (CD19 in CD3-high cells 0.99x, 6.6%
+# zeros; CD3 in CD19-high 1.44x; CD14 in CD3-high 1.69x): their unspecific binding adds
+# _ADT_NSB_SCALE x base. With 0.5 and 1.0 (before) cells held ~3x the empties' isotypes and DSB
+# left isotypes ~2 SD above 0; with 1.0 and 0.2 isotypes sit at ~1.1x.
+_ADT_AMBIENT_BASE = 1.0
+_ADT_NSB_SCALE = 0.2
 _MT_WEIGHTS = {"MT-CO1": 8, "MT-CO2": 6, "MT-CO3": 7, "MT-ATP6": 7, "MT-ATP8": 1.5,
                "MT-CYB": 5, "MT-ND1": 3, "MT-ND2": 3, "MT-ND3": 2.5, "MT-ND4": 5,
                "MT-ND4L": 1.2, "MT-ND5": 1.5, "MT-ND6": 0.6}
@@ -313,6 +322,19 @@ _STRESS_RANGE = (0.02, 0.3)
 # per-cell spread of a state around the sample level: Gamma(shape) / shape (mean 1)
 _STATE_CELL_SHAPE = {"interferon": 4.0, "activation": 0.5, "stress": 1.0}
 _PANEL_IFN_LEVEL = 0.25  # interferon level at which panel_genes=N ranks genes by detection
+
+# ---- opt-in tumour options (off by default: every output is then as without them)
+#: ``cell_type`` of diploid normal epithelium (``normal_epithelial`` > 0): the malignant programme's
+#: genes and library, major type "malignant/epithelial", no clone and no copy-number factors.
+NORMAL_EPITHELIAL = "epithelial_normal"
+#: Epstein-Barr virus transcripts of NPC's latency II (``ebv=True``), as a Cell Ranger reference with
+#: the EBV genome as contig ``chrEBV`` reports them: name -> share of a cell's EBV UMIs. The
+#: BamHI-A rightward transcripts (BARTs: RPMS1 the most abundant) dominate, then LMP2A, EBNA1,
+#: LMP1 and BARF1; EBERs are not polyadenylated and so absent from 10x 3' data [general knowledge].
+EBV_GENES: dict[str, float] = {"RPMS1": 0.5, "LMP2A": 0.2, "EBNA1": 0.12, "LMP1": 0.1, "BARF1": 0.08}
+EBV_CONTIG = "chrEBV"
+_EBV_SHARE = 4e-4  # mean share of a malignant cell's UMIs from EBV (~5 UMIs at 12,000)
+_EBV_CELL_SHAPE = 2.0  # per-cell Gamma(shape)/shape spread of that share
 
 
 def required_genes() -> list[str]:

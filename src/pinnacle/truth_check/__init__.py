@@ -9,7 +9,20 @@ annotation, comparisons, proteomics), ``_cnv`` (copy number and clones), ``_prot
 normalisation).
 """
 
-from ._cnv import check_clone_dynamics, check_scdna_clones, planted_copy_number
+from ._cnv import (
+    check_clone_dynamics,
+    check_malignant_calls,
+    check_rna_clones,
+    check_scdna_clones,
+    planted_copy_number,
+)
+from ._protein import (
+    DSB_LINEAGE_TAGS,
+    check_dsb,
+    check_dsb_isotypes,
+    check_dsb_lineage,
+    check_dsb_nonspecific_binding,
+)
 from ._rna import (
     COLUMNS,
     auroc,
@@ -37,7 +50,8 @@ from ._rna import (
 )
 
 __all__ = [
-    "check_clone_dynamics", "check_scdna_clones", "planted_copy_number",
+    "DSB_LINEAGE_TAGS", "check_dsb", "check_dsb_isotypes", "check_dsb_lineage", "check_dsb_nonspecific_binding",
+    "check_clone_dynamics", "check_malignant_calls", "check_rna_clones", "check_scdna_clones", "planted_copy_number",
     "COLUMNS", "row", "truth_table", "auroc", "check_rna_reading", "check_qc_metrics", "check_adt",
     "check_dna_reading", "check_proteomics_reading", "check_qc_filtering", "check_doublets", "check_ambient",
     "knn_label_purity", "check_integration", "check_annotation", "check_protein_evidence", "check_composition",

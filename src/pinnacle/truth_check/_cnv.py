@@ -144,3 +144,73 @@ def check_clone_dynamics(shares: pd.DataFrame, clone_labels: pd.Series,
                         detail=f"mean paired change of the dominant clone's tumour share over {len(resp)} responders "
                                f"({', '.join(f'{v:+.2f}' for v in resp)})"))
     return rows
+
+
+def check_malignant_calls(calls: pd.DataFrame, truth_cells: pd.DataFrame) -> list[dict]:
+    """Issue bars on the scRNA malignant call: accuracy >= 0.9 among planted epithelial singlets
+    (malignant and, when planted, normal epithelium), recall of planted malignant cells >= 0.85,
+    and non-epithelial singlets almost never called malignant (<= 1%).
+
+    Parameters
+    ----------
+    calls
+        ``results/cohort/malignant_calls.tsv.gz`` indexed by cell (``malignant_call``).
+    truth_cells
+        ``truth/cells.tsv.gz``.
+    """
+    t = truth_cells.set_index("cell_id")
+    t = t[~t["is_doublet"].astype(bool)]
+    j = calls[["malignant_call"]].join(t[["cell_type", "cell_type_major"]], how="inner")
+    if j.empty:
+        return []
+    planted = (j["cell_type"] == "malignant").to_numpy()
+    called = (j["malignant_call"] == "malignant").to_numpy()
+    epi = (j["cell_type_major"] == "malignant/epithelial").to_numpy()
+    n_normal = int((epi & ~planted).sum())
+    rows = [row("malignant_accuracy", float((called[epi] == planted[epi]).mean()) if epi.any() else np.nan, 0.9,
+                detail=f"{int(epi.sum())} planted epithelial singlets ({n_normal} normal epithelium); uncertain "
+                       f"counts as not malignant; {int((j['malignant_call'][epi] == 'uncertain').sum())} uncertain"),
+            row("malignant_recall", float(called[planted].mean()) if planted.any() else np.nan, 0.85,
+                detail=f"{int(planted.sum())} planted malignant singlets")]
+    if (~epi).any():
+        rows.append(row("malignant_calls_outside_epithelium", float(called[~epi].mean()), 0.01, direction="<=",
+                        detail=f"{int(called[~epi].sum())} of {int((~epi).sum())} non-epithelial singlets called "
+                               "malignant"))
+    return rows
+
+
+def check_rna_clones(calls: pd.DataFrame, truth_cells: pd.DataFrame, clone_labels: pd.Series,
+                     truth_dna: pd.DataFrame) -> list[dict]:
+    """Issue bar: scRNA malignant cells assigned to the right scDNA clone in >= 80% of assigned
+    cells, with the assignment rate stated. A called clone stands for the planted clone most of
+    its scDNA cells come from.
+
+    Parameters
+    ----------
+    calls
+        ``results/cohort/malignant_calls.tsv.gz`` indexed by cell (``clone``).
+    truth_cells
+        ``truth/cells.tsv.gz`` (planted ``clone`` of each scRNA cell).
+    clone_labels
+        Every scDNA cell's called clone.
+    truth_dna
+        ``truth/dna_cells.tsv.gz``.
+    """
+    planted_dna = truth_dna.set_index("cell_id")["clone"].astype(str)
+    labels = clone_labels.astype(str)
+    tumour = ~labels.isin(_NOT_CLONES)
+    if not tumour.any():
+        return []
+    match = pd.crosstab(labels[tumour], planted_dna.reindex(labels.index[tumour])).idxmax(axis=1)
+    c = calls["clone"].fillna("").astype(str)
+    c = c[c != ""]
+    t = truth_cells.set_index("cell_id")["clone"].fillna("").astype(str).reindex(c.index)
+    assigned = ~c.isin(["unassigned"]) & t.ne("")
+    if not assigned.any():
+        return [row("rna_clone_assignment_rate", 0.0, 0.5, detail=f"{len(c)} malignant scRNA cells, none assigned")]
+    right = c[assigned].map(match) == t[assigned]
+    return [row("rna_clone_accuracy", float(right.mean()), 0.8,
+                detail=f"{int(assigned.sum())} assigned of {len(c)} malignant scRNA cells "
+                       f"(assignment rate {assigned.mean():.2f})"),
+            row("rna_clone_assignment_rate", float(assigned.mean()), 0.5,
+                detail="share of called-malignant scRNA cells (of patients with scDNA clones) given a clone")]
