@@ -246,6 +246,11 @@ def test_de_split_per_cell_type_gives_the_tables_of_one_call(tmp_path):
     assert list(dict.fromkeys(whole["cell_type"])) == ["CD4+ T cells", "B cells"]
     assert (whole.groupby("cell_type")["padj"].apply(lambda q: (q < FDR).sum()) >= 10).all()
     res, status = compare.combine_de([r for r, _ in parts], [s for _, s in parts])
+    # padj: BH within each type (the parts' own); padj_design: BH across the design's types
+    assert (parts[1][0]["padj"].dropna().to_numpy() == res.loc[res["cell_type"] == "CD4+ T cells", "padj"]
+            .dropna().to_numpy()).all()
+    tested = res["padj"].notna()
+    np.testing.assert_allclose(res.loc[tested, "padj_design"], compare.bh(res.loc[tested, "pvalue"].to_numpy()))
     pd.testing.assert_frame_equal(res, whole)
     pd.testing.assert_frame_equal(status, whole_status)
     assert res.to_csv(sep="\t", index=False) == whole.to_csv(sep="\t", index=False)

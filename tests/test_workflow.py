@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from pinnacle import compare
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -147,10 +150,17 @@ def test_outputs_exist_and_agree(demo_run):
     types = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]["compare_cell_types"]
     designs = ("baseline", "on_treatment", "on_treatment_non_responder", "on_treatment_responder", "interaction")
     for design in designs:
-        parts = [(res / "compare" / "de" / design / f"{ct}.tsv").read_text().splitlines() for ct in types]
-        joined = (res / "tables" / "de" / f"{design}.tsv").read_text().splitlines()
-        assert joined[1:] == [line for part in parts for line in part[1:]], design
-        assert all(part[0] == joined[0] for part in parts), design
+        parts = [pd.read_csv(res / "compare" / "de" / design / f"{ct}.tsv", sep="\t") for ct in types]
+        joined = pd.read_csv(res / "tables" / "de" / f"{design}.tsv", sep="\t")
+        stacked = pd.concat(parts, ignore_index=True)
+        assert list(joined.columns) == list(stacked.columns), design
+        # every per-type column unchanged; padj_design (BH across the design's types) recomputed
+        pd.testing.assert_frame_equal(joined.drop(columns="padj_design"), stacked.drop(columns="padj_design"),
+                                      check_dtype=False)
+        tested = joined["padj"].notna()
+        assert joined["padj_design"].notna().tolist() == tested.tolist(), design
+        if tested.any():
+            np.testing.assert_allclose(joined.loc[tested, "padj_design"], compare.bh(joined.loc[tested, "pvalue"]))
         parts = [pd.read_csv(res / "compare" / "de" / design / f"{ct}.status.tsv", sep="\t") for ct in types]
         assert all(len(part) == 1 for part in parts)
         pd.testing.assert_frame_equal(pd.read_csv(res / "tables" / "de" / f"{design}_status.tsv", sep="\t"),

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from pinnacle.errors import InputError
 
 from ._design import Design, NotEstimable, design_matrix
+from ._limma import bh
 
 
 def pseudobulk_sample(adata: ad.AnnData, labels: pd.DataFrame, *, label_key: str = "cell_type",
@@ -109,7 +110,19 @@ def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shr
 
 
 DE_COLUMNS = ("cell_type", "gene", "base_mean", "log2fc", "log2fc_shrunk", "lfc_se", "stat", "pvalue", "padj",
-              "design", "formula", "patients", "dropped", "test")
+              "padj_design", "design", "formula", "patients", "dropped", "test")
+
+
+def _with_design_padj(res: pd.DataFrame) -> pd.DataFrame:
+    """``padj_design``: BH across every tested gene of every cell type of the design (muscat's
+    global adjustment), next to ``padj`` (BH within the type, after pydeseq2's independent
+    filtering; genes it filtered out have no padj and are left out here too)."""
+    res = res.copy()
+    res["padj_design"] = np.nan
+    tested = res["padj"].notna().to_numpy() & res["pvalue"].notna().to_numpy()
+    if tested.any():
+        res.loc[tested, "padj_design"] = bh(res.loc[tested, "pvalue"].to_numpy(dtype=float))
+    return res
 
 
 def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
@@ -123,6 +136,8 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
     was tested, on how many samples and genes, or why not. Each type is fitted and BH-adjusted on
     its own, so calling this once per type and joining the parts with :func:`combine_de` gives
     the same tables as one call (the workflow does that, one job per design and type).
+    Multiple testing: ``padj`` is BH within the cell type and design (the per-type family);
+    ``padj_design`` is BH across all types of the design (one family per design, stricter).
     """
     if cell_types is None:
         cell_types = de_cell_types(pb.obs["cell_type"])
@@ -145,12 +160,12 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
         res = deseq2_test(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
         res.insert(0, "cell_type", ct)
         res = res.assign(**d.describe())
-        res["test"] = "pydeseq2 Wald, BH FDR"
+        res["test"] = "pydeseq2 Wald; padj: BH within the cell type; padj_design: BH across the design's types"
         results.append(res)
         status.append({**row, **d.describe(), "n_samples": len(d.samples), "n_genes": len(genes),
                        "n_significant": int((res["padj"] < alpha).sum()), "status": "tested"})
     cols = list(DE_COLUMNS)
-    res = pd.concat(results, ignore_index=True)[cols] if results else pd.DataFrame(columns=cols)
+    res = _with_design_padj(pd.concat(results, ignore_index=True))[cols] if results else pd.DataFrame(columns=cols)
     return res, pd.DataFrame(status)
 
 
@@ -220,7 +235,8 @@ def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame])
     """Join the per-type results of one design (:func:`pseudobulk_de` called on one type each)
     into the two tables one call on all those types gives, in the order given. Nothing is
     re-estimated: each type's fit and BH adjustment are its own. Raises ValueError when a type
-    comes twice or the parts are of different designs."""
+    comes twice or the parts are of different designs. ``padj_design`` (BH across the design's
+    types) is recomputed over the joined rows."""
     status = pd.concat(list(statuses), ignore_index=True) if len(statuses) else pd.DataFrame()
     if len(status):
         if status["cell_type"].duplicated().any():
@@ -230,7 +246,7 @@ def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame])
             raise ValueError(f"parts of different designs: {sorted(status['design'].unique())}")
     tables = [t for t in tables if len(t)]
     cols = list(DE_COLUMNS)
-    res = pd.concat(tables, ignore_index=True)[cols] if tables else pd.DataFrame(columns=cols)
+    res = _with_design_padj(pd.concat(tables, ignore_index=True))[cols] if tables else pd.DataFrame(columns=cols)
     if len(res) and not set(res["cell_type"]) <= set(status.get("cell_type", ())):
         raise ValueError("result rows of cell types that have no status row")
     return res, status
