@@ -107,6 +107,7 @@ rule cnv_rna:
     output:
         cells="results/cnv/{patient}/rna_cells.tsv.gz",
         summary="results/cnv/{patient}/rna_summary.tsv",
+        pseudobulk="results/cnv/{patient}/clone_pseudobulk.h5ad",
         heatmap=report("results/figures/cnv/{patient}_rna_cnv.png", caption="../report/cnv_rna_heatmap.rst",
                        category="5. Copy number", subcategory="per patient",
                        labels={"patient": "{patient}", "figure": "scRNA inferred copy number"}),
@@ -139,9 +140,17 @@ rule cnv_rna_cohort:
         summary=report("results/tables/malignant_calls.tsv", caption="../report/malignant_calls.rst",
                        category="5. Copy number", labels={"table": "malignant calls per patient"}),
         fractions="results/tables/clone_fractions_both_assays.tsv",
+        dynamics=report("results/tables/clone_dynamics_tests_rna.tsv", caption="../report/clone_dynamics_tests.rst",
+                        category="5. Copy number", labels={"table": "dominant clone: tests (scRNA-assigned cells)"}),
     params:
         label_key=CFG["compare"]["label_key"],
         meta=RUN.compare_meta(),
+        designs=RUN.designs,
+        levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
+        min_patients=CFG["compare"]["min_patients"],
+        min_tumour_cells=CFG["cnv"]["min_tumour_cells"],
+        seed=CFG["seed"],
     log:
         "logs/cnv/cnv_rna_cohort.log",
     benchmark:

@@ -30,6 +30,7 @@ cells = rna.obs[cols].copy()
 cells["clone"] = ""
 cells["clone_posterior"] = float("nan")
 link_status = {"link_status": "no scDNA"}
+pseudobulk = ad.AnnData(obs=pd.DataFrame(columns=["sample_id", "patient_id", "clone", "n_cells"]))
 if "consensus" in inp.keys():
     consensus = pd.read_csv(inp.consensus, sep="\t", index_col="clone")
     mal = rna[(rna.obs["malignant_call"] == "malignant").to_numpy()].copy()
@@ -38,6 +39,7 @@ if "consensus" in inp.keys():
                           min_genes=p.link["min_genes"])
         cells.loc[mal.obs_names, "clone"] = mal.obs["clone"].astype(str)
         cells.loc[mal.obs_names, "clone_posterior"] = mal.obs["clone_posterior"].to_numpy()
+        pseudobulk = cnv.clone_pseudobulk(mal, min_cells=p.link["pseudobulk_min_cells"])
         st = mal.uns["clone_assignment"].get(patient, next(iter(mal.uns["clone_assignment"].values()), {}))
         link_status = {"link_status": st.get("status", ""), "link_assignment_rate": st.get("assignment_rate"),
                        "link_informative_genes": st.get("n_informative_genes", st.get("n_genes"))}
@@ -46,5 +48,6 @@ if "consensus" in inp.keys():
 summary = summary.assign(patient_id=patient, cnv_status=status["status"], **link_status)
 writers.write_table(cells.rename_axis("cell_id").reset_index(), out.cells, sep="\t", index=False)
 writers.write_table(summary, out.summary, sep="\t", index=False)
+writers.write_h5ad(pseudobulk, out.pseudobulk, compression="gzip")
 writers.save_figure(cnv.plot_cnv_heatmap(rna), out.heatmap, dpi=110, bbox_inches="tight")
 print(summary.T.to_string(), file=sys.stderr)
