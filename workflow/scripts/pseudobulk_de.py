@@ -25,5 +25,5 @@ meta = compare.sample_meta(p.meta)
 pb = ad.read_h5ad(snakemake.input.h5ad)
 title = f"{design} ({res['formula'].iloc[0]})" if len(res) else design
 writers.save_figure(compare.plot_volcanoes(res, fdr=p.fdr, title=title), out.volcano, dpi=100)
-writers.save_figure(compare.plot_top_genes(pb, res, meta, fdr=p.fdr, title=title), out.heatmap, dpi=100)
+writers.save_figure(compare.plot_top_genes(pb, res, meta, title=title), out.heatmap, dpi=100)
 print(status.to_string(), file=sys.stderr)

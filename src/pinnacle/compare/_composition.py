@@ -14,7 +14,13 @@ from ._moderation import bh, ols_test
 
 
 def proportions(counts: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample proportions from a samples x types count table."""
+    """Per-sample proportions from a samples x types count table.
+
+    Parameters
+    ----------
+    counts
+        Samples x cell types; a sample without cells gets proportions 0.
+    """
     return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
 
 
@@ -64,6 +70,31 @@ def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, r
     per response group and their difference (``_descriptives``). Returns a one-row
     frame with a ``status`` note when the design is not estimable. Null calibration:
     ``tests/test_compare_null.py`` and docs/statistics.md.
+
+    Parameters
+    ----------
+    counts
+        Samples x cell types cell counts; samples not in ``meta`` are left out.
+    meta
+        Sample metadata indexed by sample (:func:`sample_meta`).
+    design, response_levels, timepoints, covariates, min_patients, paired
+        The design and its settings, as in :func:`design_matrix`.
+    transform
+        ``"asin"`` or ``"logit"`` (above).
+    pseudocount
+        ``c`` of the empirical logit; not used by ``"asin"``.
+    exclude
+        Cell types (columns) dropped before the proportions are taken.
+    trend
+        The variance prior follows each type's mean transformed proportion; False: one prior.
+    robust
+        Robust variance prior.
+
+    Returns
+    -------
+    One row per cell type: ``cell_type``, ``estimate`` (on the transformed scale), its 95% interval,
+    ``t``, ``pvalue``, degrees of freedom, the plain-scale columns, ``transform``, ``padj`` (BH across
+    types), the design's columns, ``test`` and ``status``.
     """
     counts = counts.drop(columns=[c for c in exclude if c in counts.columns])
     counts = counts.loc[counts.index.intersection(meta.index)]

@@ -22,8 +22,25 @@ def pseudobulk_sample(adata: ad.AnnData, labels: pd.DataFrame, *, label_key: str
     """Sum one sample's counts per cell type (decoupler), all genes.
 
     ``labels`` is the cohort cell table (cell id -> label); cells it does not list (removed after
-    QC) and ``exclude`` labels are left out. Returns types x genes with ``obs`` ``sample_id``,
-    ``cell_type``, ``n_cells``, ``n_counts``; ``X`` sparse float32 sums.
+    QC) and ``exclude`` labels are left out.
+
+    Parameters
+    ----------
+    adata
+        One sample's cells x genes: counts in ``layers['counts']`` if present, else ``X``.
+    labels
+        The cohort cell table, indexed by cell id (``adata``'s obs names).
+    label_key
+        Column of ``labels`` with the cell type.
+    sample_key
+        Column of ``adata.obs`` with the sample id.
+    exclude
+        Labels left out.
+
+    Returns
+    -------
+    Types x genes with ``obs`` ``sample_id``, ``cell_type``, ``n_cells``, ``n_counts`` (obs names
+    ``"{sample_id}|{cell_type}"``); ``X`` sparse float32 sums. No rows when no cell is kept.
     """
     import decoupler as dc
 
@@ -51,7 +68,17 @@ def pseudobulk_sample(adata: ad.AnnData, labels: pd.DataFrame, *, label_key: str
 
 
 def concat_pseudobulks(parts: Sequence[ad.AnnData]) -> ad.AnnData:
-    """Stack per-sample pseudobulks; genes a sample lacks count as 0 (outer join)."""
+    """Stack per-sample pseudobulks; genes a sample lacks count as 0 (outer join).
+
+    Parameters
+    ----------
+    parts
+        Per-sample pseudobulks (:func:`pseudobulk_sample`).
+
+    Returns
+    -------
+    All the pseudobulks, ``X`` sparse float32.
+    """
     pb = ad.concat(list(parts), join="outer", fill_value=0, index_unique=None)
     pb.X = sp.csr_matrix(pb.X, dtype=np.float32)
     return pb
@@ -82,9 +109,26 @@ def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shr
                 n_cpus: int = 1) -> pd.DataFrame:
     """pydeseq2 Wald test of ``design.coef``, with shrunken log2 fold changes and BH FDR.
 
-    ``counts`` is samples x genes (integers) over ``design.samples``. Returns one row per gene:
-    ``base_mean``, ``log2fc`` (MLE), ``log2fc_shrunk``, ``lfc_se``, ``stat``, ``pvalue``,
-    ``padj`` (BH after pydeseq2's independent filtering, at ``alpha``).
+    ``counts`` is samples x genes (integers) over ``design.samples``.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes integer counts; the rows of ``design.samples`` are used.
+    design
+        The design (:func:`design_matrix`): ``X`` is pydeseq2's design matrix, ``coef`` the tested
+        column.
+    alpha
+        Significance level of pydeseq2's independent filtering.
+    shrink
+        Shrink the log2 fold changes (pydeseq2's ``lfc_shrink``); False: ``log2fc_shrunk`` is NaN.
+    n_cpus
+        Processes pydeseq2 uses.
+
+    Returns
+    -------
+    One row per gene: ``gene``, ``base_mean``, ``log2fc`` (MLE), ``log2fc_shrunk``, ``lfc_se``,
+    ``stat``, ``pvalue``, ``padj`` (BH after pydeseq2's independent filtering, at ``alpha``).
     """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
@@ -138,6 +182,27 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
     the same tables as one call (the workflow does that, one job per design and type).
     Multiple testing: ``padj`` is BH within the cell type and design (the per-type family);
     ``padj_design`` is BH across all types of the design (one family per design, stricter).
+
+    Parameters
+    ----------
+    pb
+        All pseudobulks (:func:`concat_pseudobulks`), ``obs`` ``sample_id``, ``cell_type``,
+        ``n_cells``, ``n_counts``.
+    meta
+        Sample metadata indexed by sample (:func:`sample_meta`).
+    design, response_levels, timepoints, covariates, min_patients, paired
+        The design and its settings, as in :func:`design_matrix`; built per cell type on the samples
+        with a pseudobulk of it.
+    cell_types
+        Cell types tested, in this order; None: every type of ``pb`` (:func:`de_cell_types`).
+    min_cells, min_counts
+        Pseudobulks with fewer cells or fewer total counts are left out.
+    alpha
+        Level of pydeseq2's independent filtering, and of the ``n_significant`` count in the status.
+    shrink
+        Shrunken log2 fold changes too (:func:`deseq2_test`).
+    n_cpus
+        Processes pydeseq2 uses.
     """
     if cell_types is None:
         cell_types = de_cell_types(pb.obs["cell_type"])
@@ -172,7 +237,15 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
 def de_cell_types(observed: Sequence[str], listed: Sequence[str] = ()) -> list[str]:
     """The cell types whose DE is tested: ``listed`` (in its order, once each) when it names any,
     else every type in ``observed`` (the pseudobulks' ``cell_type`` column), sorted. A listed
-    type without pseudobulks is kept: its status row says it could not be tested."""
+    type without pseudobulks is kept: its status row says it could not be tested.
+
+    Parameters
+    ----------
+    observed
+        Cell type of each pseudobulk (repeats are fine).
+    listed
+        Cell types named in the config (``compare.cell_types``); empty: all observed ones.
+    """
     if len(listed):
         return list(dict.fromkeys(str(t) for t in listed))
     return sorted({str(t) for t in observed})
@@ -190,6 +263,11 @@ def cell_type_file_name(cell_type: str) -> str:
     other run of characters replaced by ``_``, then ``-`` and 8 hex digits of the name's SHA-1:
     ``CD4+ T cells`` -> ``CD4_T_cells-<hash>``, so ``CD4+`` and ``CD4-`` stay apart. The same name
     gives the same file name in every run and on every machine; tables keep the real name.
+
+    Parameters
+    ----------
+    cell_type
+        The cell type label.
     """
     if _SAFE_FILE_NAME.fullmatch(cell_type):
         return cell_type
@@ -199,7 +277,18 @@ def cell_type_file_name(cell_type: str) -> str:
 
 def cell_type_file_names(cell_types: Sequence[str]) -> dict[str, str]:
     """Cell type -> file name (:func:`cell_type_file_name`), checked to be distinct even on a
-    file system that ignores case."""
+    file system that ignores case.
+
+    Parameters
+    ----------
+    cell_types
+        The cell type labels.
+
+    Raises
+    ------
+    InputError
+        When two types would get file names that differ only in upper/lower case.
+    """
     names = {ct: cell_type_file_name(ct) for ct in cell_types}
     seen: dict[str, str] = {}
     for ct, name in names.items():
@@ -214,7 +303,20 @@ def cell_type_file_names(cell_types: Sequence[str]) -> dict[str, str]:
 
 def cell_type_from_file_name(file_name: str, cell_types: Sequence[str]) -> str:
     """The cell type among ``cell_types`` whose file name (:func:`cell_type_file_name`) is
-    ``file_name``."""
+    ``file_name``.
+
+    Parameters
+    ----------
+    file_name
+        A name made by :func:`cell_type_file_name`.
+    cell_types
+        The candidate cell types (those of the pseudobulks).
+
+    Raises
+    ------
+    InputError
+        When none or more than one of ``cell_types`` has that file name.
+    """
     hits = list(dict.fromkeys(ct for ct in map(str, cell_types) if cell_type_file_name(ct) == file_name))
     if len(hits) != 1:
         raise InputError(f"cell type file name '{file_name}'",
@@ -226,7 +328,15 @@ def cell_type_from_file_name(file_name: str, cell_types: Sequence[str]) -> str:
 
 def cell_type_pseudobulks(pb: ad.AnnData, cell_type: str) -> ad.AnnData:
     """One type's pseudobulks (all samples, all genes) in memory; ``pb`` may be opened backed, so
-    a per-type job reads only its rows of the cohort file."""
+    a per-type job reads only its rows of the cohort file.
+
+    Parameters
+    ----------
+    pb
+        The cohort's pseudobulks, in memory or opened backed; ``obs`` has ``cell_type``.
+    cell_type
+        The cell type whose rows are taken.
+    """
     sub = pb[(pb.obs["cell_type"].astype(str) == cell_type).to_numpy()]
     return sub.to_memory() if pb.isbacked else sub.copy()
 
@@ -236,7 +346,19 @@ def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame])
     into the two tables one call on all those types gives, in the order given. Nothing is
     re-estimated: each type's fit and BH adjustment are its own. Raises ValueError when a type
     comes twice or the parts are of different designs. ``padj_design`` (BH across the design's
-    types) is recomputed over the joined rows."""
+    types) is recomputed over the joined rows.
+
+    Parameters
+    ----------
+    tables
+        The per-type result tables (the first of :func:`pseudobulk_de`'s pair); empty ones are skipped.
+    statuses
+        The per-type status tables (the second of the pair); each cell type once.
+
+    Returns
+    -------
+    ``(results, status)``, as :func:`pseudobulk_de` returns them.
+    """
     status = pd.concat(list(statuses), ignore_index=True) if len(statuses) else pd.DataFrame()
     if len(status):
         if status["cell_type"].duplicated().any():
@@ -255,7 +377,17 @@ def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame])
 def significant(table: pd.DataFrame, *, fdr: float, by: str = "cell_type") -> pd.DataFrame:
     """The rows of a result table with ``padj`` below ``fdr``, grouped by ``by`` (in the table's
     order) and by ``padj`` within each group: the short table the report shows (the full table
-    stays on disk)."""
+    stays on disk).
+
+    Parameters
+    ----------
+    table
+        A result table with ``padj`` (DE, composition or signature tests); without it, no rows.
+    fdr
+        Rows with ``padj`` below this are kept.
+    by
+        Column whose values group the rows.
+    """
     hits = table[table["padj"].lt(fdr).fillna(False).to_numpy(dtype=bool)] if "padj" in table else table.iloc[0:0]
     if hits.empty:
         return hits.reset_index(drop=True)

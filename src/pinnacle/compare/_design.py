@@ -41,14 +41,30 @@ class Design:
 
 def sample_meta(records: Sequence[Mapping]) -> pd.DataFrame:
     """Sample metadata (records with sample_id, patient_id, timepoint, response, covariates) as a
-    frame indexed by sample."""
+    frame indexed by sample.
+
+    Parameters
+    ----------
+    records
+        One mapping per sample with ``sample_id``, ``patient_id``, ``timepoint``, ``response`` and any
+        covariates.
+    """
     meta = pd.DataFrame(list(records))
     return meta.set_index("sample_id")
 
 
 def design_names(designs: Sequence[str], response_levels: Sequence[str]) -> list[str]:
     """Config design keywords to concrete design names (``on_treatment_by_response`` expands to
-    one on-treatment design per response level)."""
+    one on-treatment design per response level).
+
+    Parameters
+    ----------
+    designs
+        Design keywords of the config (``compare.designs``); all but ``on_treatment_by_response`` are
+        kept as they are.
+    response_levels
+        The response levels, in the order the expanded designs take.
+    """
     names = []
     for d in designs:
         if d == "on_treatment_by_response":
@@ -115,6 +131,34 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
     to show what ignoring the pairing costs, never as a recommended analysis. Raises
     :class:`NotEstimable` when a group has fewer than ``min_patients`` patients or the matrix is
     rank-deficient.
+
+    Parameters
+    ----------
+    meta
+        Samples (index) with ``patient_id``, ``timepoint``, ``response`` and the covariates; samples of
+        other response levels are left out.
+    design
+        ``"baseline"`` (second response level vs the first, at the first timepoint),
+        ``"on_treatment"`` (second timepoint vs the first, within patients), ``"on_treatment_<level>"``
+        (the same in one response level) or ``"interaction"`` (the on-treatment change in the second
+        response level minus that in the first).
+    response_levels
+        The response levels: the reference first, the tested group second.
+    timepoints
+        The timepoints compared: baseline first, on-treatment second.
+    covariates
+        Columns of ``meta`` added to the ``baseline`` design (:func:`covariate_columns`); the paired
+        designs do not use them.
+    paired
+        Patient terms in the on-treatment and interaction designs (see above).
+    min_patients
+        Fewest patients in each group (a response level; in the paired designs, patients with both
+        timepoints) for the design to be fitted.
+
+    Returns
+    -------
+    The :class:`Design`: ``X`` (samples x columns), the tested coefficient ``coef``, the formula,
+    patients per group and what was dropped (patients without both timepoints).
     """
     ref, alt = response_levels[0], response_levels[1]
     t0, t1 = timepoints[0], timepoints[1]

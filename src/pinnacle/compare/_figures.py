@@ -39,7 +39,28 @@ RESPONSE_COLOURS = ("#3b6fb6", "#d1495b")
 def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.DataFrame, *,
                            response_levels: Sequence[str], timepoints: Sequence[str], fdr: float = 0.1):
     """Per-patient proportions at each timepoint, a line per patient coloured by response; panel
-    titles give the on-treatment FDR within each response group."""
+    titles give the on-treatment FDR within each response group.
+
+    Parameters
+    ----------
+    props
+        Samples x cell types proportions (:func:`proportions`); one panel per type.
+    meta
+        Sample metadata indexed by sample with ``patient_id``, ``timepoint`` and ``response``.
+    tests
+        :func:`composition_test` results of the designs, joined; the ``padj`` of the
+        ``on_treatment_<level>`` rows is shown (none without a ``padj`` column).
+    response_levels
+        Response levels, coloured in this order (the first two; others grey).
+    timepoints
+        Timepoints along the x axis, in this order; samples at other timepoints are not drawn.
+    fdr
+        q-values below it are marked ``*``.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
     types = list(props.columns)
     if not types:
         return _empty_figure("no cell types to show")
@@ -74,7 +95,22 @@ def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.Da
 
 
 def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
-    """One volcano per tested cell type: shrunken log2 fold change vs -log10 p, FDR hits in red."""
+    """One volcano per tested cell type: shrunken log2 fold change vs -log10 p, FDR hits in red.
+
+    Parameters
+    ----------
+    de
+        DE results (:func:`pseudobulk_de`): ``cell_type``, ``gene``, ``log2fc``, ``log2fc_shrunk`` (NaN:
+        ``log2fc`` is drawn), ``pvalue``, ``padj``.
+    fdr
+        Genes with ``padj`` below it are red; the five of them with the smallest p are named.
+    title
+        Title of the figure.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
     if de.empty:
         return _empty_figure(f"{title}: no cell type could be tested (see the status table)")
     types = sorted(de["cell_type"].unique())
@@ -98,17 +134,47 @@ def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
 
 
 def plot_protein_volcanoes(tests: pd.DataFrame, *, fdr: float = 0.1):
-    """One volcano per design of :func:`protein_test` results (fold changes are not shrunk)."""
+    """One volcano per design of :func:`protein_test` results (fold changes are not shrunk).
+
+    Parameters
+    ----------
+    tests
+        :func:`protein_test` results of one or more designs, joined; rows not ``"tested"`` are left out.
+    fdr
+        As in :func:`plot_volcanoes`.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
     tested = tests[tests["status"].eq("tested")] if "status" in tests else tests.iloc[0:0]
     return plot_volcanoes(tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc")),
                           fdr=fdr, title="Bulk proteomics by design")
 
 
-def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_col: pd.Series | None = None, *,
-                   n_top: int = 8, fdr: float = 0.1, title: str = ""):
+def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, *, n_top: int = 8, title: str = ""):
     """Per tested cell type, a heatmap of the top genes (by p) across that type's pseudobulks:
     standardised log2-CPM, samples ordered by timepoint then response, the groups separated by
-    black lines and labelled with their size (a hundred sample names would not be legible)."""
+    black lines and labelled with their size (a hundred sample names would not be legible).
+
+    Parameters
+    ----------
+    pb
+        Pseudobulks (:func:`concat_pseudobulks`): counts, ``obs`` ``sample_id`` and ``cell_type``.
+    de
+        DE results of one design (:func:`pseudobulk_de`): ``cell_type``, ``gene``, ``pvalue``.
+    meta
+        Sample metadata indexed by sample with ``timepoint`` and ``response``; pseudobulks of other
+        samples are left out.
+    n_top
+        Genes per cell type, smallest p first.
+    title
+        Start of the figure's title.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
     if de.empty:
         return _empty_figure(f"{title}: no cell type could be tested")
     types = sorted(de["cell_type"].unique())
@@ -140,7 +206,27 @@ def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, design_
 
 def plot_effect_heatmap(table: pd.DataFrame, *, value: str, row: str = "cell_type", col: str = "signature",
                         fdr: float = 0.1, title: str = ""):
-    """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr."""
+    """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr.
+
+    Parameters
+    ----------
+    table
+        A result table with ``design``, ``padj`` and the ``value``, ``row`` and ``col`` columns (e.g.
+        :func:`signature_tests`); rows whose ``status`` is not ``"tested"``, or without a value, are
+        left out.
+    value
+        Column shown as colour, on a scale symmetric around 0.
+    row, col
+        Columns whose values are the heatmap's rows and columns.
+    fdr
+        Cells with ``padj`` below it are marked ``*``.
+    title
+        Start of the figure's title.
+
+    Returns
+    -------
+    The matplotlib figure.
+    """
     tested = table[table["status"].eq("tested")] if "status" in table else table
     tested = tested.dropna(subset=[value]) if value in tested else tested.iloc[0:0]
     if tested.empty:

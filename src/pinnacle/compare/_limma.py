@@ -43,7 +43,13 @@ from ._limma_numerics import (
 
 
 def bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values; NaN stays NaN."""
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN.
+
+    Parameters
+    ----------
+    p
+        P-values; non-finite ones are left out of the adjustment and come back NaN.
+    """
     from statsmodels.stats.multitest import multipletests
 
     p = np.asarray(p, dtype=float)
@@ -61,7 +67,24 @@ def fit_f_dist(x, df1, covariate=None) -> tuple:
     """Moment estimates of the scaled F distribution of ``x`` given ``df1`` (limma's fitFDist,
     Smyth 2004): returns ``(scale, df2)``; ``scale`` is one value, or one per feature when
     ``covariate`` is given, when the mean of log variance follows a natural cubic spline in the
-    covariate (1-4 df with the number of features, as limma chooses)."""
+    covariate (1-4 df with the number of features, as limma chooses).
+
+    Parameters
+    ----------
+    x
+        Per-feature variances (residual mean squares); non-finite or negative ones are left out of the
+        fit.
+    df1
+        Their residual degrees of freedom: one value, or one per feature (features with df <= 0 are
+        left out).
+    covariate
+        One value per feature (no NaN) that the prior scale follows; None: one scale for all.
+
+    Returns
+    -------
+    ``(scale, df2)``: the prior scale ``s0^2`` and the prior df ``d0`` (``inf`` when the variances
+    vary no more than sampling explains; NaN without any usable variance, 0 with only one).
+    """
     return _fit_f_dist(x, df1, covariate)[:2]
 
 
@@ -160,10 +183,33 @@ def fit_f_dist_robustly(x, df1, covariate=None, winsor_tail_p=(0.05, 0.1)) -> di
     """Robust estimates of the scaled F distribution (limma's fitFDistRobustly, Phipson et al.,
     Ann Appl Stat 2016): the prior df from the variance of Winsorized log variances (both
     tails), the trend (``covariate``) by lowess, and a prior df per feature (``df2_shrunk``) that
-    falls continuously with the feature's probability of being an upper outlier. Returns a dict
-    with ``scale``, ``df2``, ``df2_shrunk`` (and, when computed, ``tail_p``, ``prob_outlier``,
+    falls continuously with the feature's probability of being an upper outlier.
+
+    Parameters
+    ----------
+    x
+        Per-feature variances; NaN ones are left out of the fit and get the overall prior df.
+    df1
+        Their residual degrees of freedom: one value, or one per feature (features with df <= 1e-6
+        are left out as NaN ones are).
+    covariate
+        One finite value per feature; the trend of the log variances in it is a lowess fit. None: no
+        trend.
+    winsor_tail_p
+        Shares Winsorized at the lower and the upper tail of the log variances (one value: both).
+
+    Returns
+    -------
+    A dict with ``scale``, ``df2``, ``df2_shrunk`` (and, when computed, ``tail_p``, ``prob_outlier``,
     ``df2_outlier``) and, with a covariate, ``trend_leverage``: each feature's sum of squared
-    weights of its fitted trend on the log variances (see :func:`_coefficient_stats`)."""
+    weights of its fitted trend on the log variances (see :func:`_coefficient_stats`).
+
+    Raises
+    ------
+    ValueError
+        When ``df1`` or ``covariate`` do not match ``x`` in length, ``covariate`` is not finite, or
+        most variances are <= 0.
+    """
     x = np.array(x, dtype=float, ndmin=1)
     n = len(x)
     if n < 2:
@@ -314,7 +360,28 @@ def fit_f_dist_unequal_df1(x, df1, covariate=None, robust: bool = False, prior_w
     for unequal df): returns a dict with ``scale``, ``df2`` and, with ``robust`` and outliers,
     ``df2_shrunk``. The prior df lies in (2, 9998); two-sided outliers (BH FDR of the F tail
     below 0.3) are down-weighted in a second fit. ``covariate`` is not supported (limma smooths
-    with its own weighted lowess); use ``legacy=True`` in :func:`squeeze_variances` for a trend."""
+    with its own weighted lowess); use ``legacy=True`` in :func:`squeeze_variances` for a trend.
+
+    Parameters
+    ----------
+    x
+        Per-feature variances; NaN ones get weight 0.
+    df1
+        Their residual degrees of freedom: one per feature (or one value); features below 0.01 get
+        weight 0.
+    covariate
+        Must be None: a covariate raises NotImplementedError.
+    robust
+        Down-weight two-sided outliers in a second fit and give each feature its own prior df
+        (``df2_shrunk``).
+    prior_weights
+        Per-feature weights of the likelihood (limma's ``prior.weights``); None: all 1.
+
+    Returns
+    -------
+    A dict with ``scale`` and ``df2``; with ``robust`` and outliers also ``df2_outlier`` and
+    ``df2_shrunk``. Both are NaN with fewer than 2 positive variances of non-zero weight.
+    """
     if covariate is not None:
         raise NotImplementedError("a covariate with unequal df: use squeeze_variances(..., legacy=True)")
     x = np.array(x, dtype=float, ndmin=1)

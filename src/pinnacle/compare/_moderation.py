@@ -42,8 +42,33 @@ def squeeze_variances(s2: np.ndarray, df, *, covariate=None, robust: bool = Fals
     (``legacy=None``), equal df use fitFDist / fitFDistRobustly and unequal df use
     fitFDistUnequalDF1. With fewer than 3 features nothing is squeezed (``d0 = 0``).
 
-    Returns ``(s2_post, d0, s0_sq)``: ``d0`` is one value, or one per feature when ``robust``
+    Parameters
+    ----------
+    s2
+        Per-feature residual variances.
+    df
+        Their residual degrees of freedom: one value, or one per feature.
+    covariate
+        One value per feature that the prior scale follows (limma-trend, e.g. mean abundance); None:
+        no trend. With unequal df it needs ``legacy=True``.
+    robust
+        Robust prior (Winsorized log variances, a prior df per feature).
+    winsor_tail_p
+        Shares Winsorized at the lower and the upper tail when ``robust`` (fitFDistRobustly; not
+        used by fitFDistUnequalDF1).
+    legacy
+        None: fitFDist / fitFDistRobustly when the df are all equal, fitFDistUnequalDF1 otherwise;
+        True: always the former; False: always fitFDistUnequalDF1.
+
+    Returns
+    -------
+    ``(s2_post, d0, s0_sq)``: ``d0`` is one value, or one per feature when ``robust``
     (``inf``: variances all alike); ``s0_sq`` is one value, or one per feature with a covariate.
+
+    Raises
+    ------
+    ValueError
+        When ``s2`` is empty, no feature has residual df, or the prior df cannot be estimated.
     """
     return _squeeze(s2, df, covariate, robust, winsor_tail_p, legacy)[:3]
 
@@ -57,7 +82,16 @@ def squeeze_variances_robust(s2: np.ndarray, df, *, covariate=None, winsor_tail_
     immune types of a few percent) would be squeezed towards theirs and look significant; so
     would an unusually quiet one in the other direction. The prior is estimated from Winsorized
     log variances (both tails), and each feature gets a prior df that falls continuously with
-    its probability of being an upper outlier. Returns ``(s2_post, d0 per feature, s0_sq)``.
+    its probability of being an upper outlier.
+
+    Parameters
+    ----------
+    s2, df, covariate, winsor_tail_p, legacy
+        As in :func:`squeeze_variances`.
+
+    Returns
+    -------
+    ``(s2_post, d0 per feature, s0_sq)``.
     """
     post, d0, s0 = squeeze_variances(s2, df, covariate=covariate, robust=True, winsor_tail_p=winsor_tail_p,
                                      legacy=legacy)
@@ -74,6 +108,25 @@ def ols_test(values: pd.DataFrame, design: Design, *, moderate: bool = True, rob
     ``covariate``, one value per feature, if given) and t has ``df_resid + d0`` degrees of
     freedom: with three patients per group the plain t-test has 2-4 degrees of freedom and
     almost no power.
+
+    Parameters
+    ----------
+    values
+        Samples x features; the rows of the design's samples are used (each must be there).
+    design
+        The design (:func:`design_matrix`); its coefficient ``design.coef`` is tested.
+    moderate
+        Squeeze the residual variances across the features (only with at least 3 features); False:
+        the plain t on the residual df.
+    robust
+        Robust prior (:func:`squeeze_variances_robust`) when moderating.
+    covariate
+        One value per feature that the prior variance follows (limma-trend); None: no trend.
+
+    Returns
+    -------
+    One row per feature: ``feature``, ``estimate``, ``ci_low``, ``ci_high``, ``t``, ``pvalue``,
+    ``df_resid``, ``df_prior``, ``df_total``.
     """
     X = design.X.to_numpy(dtype=float)
     Y = values.loc[design.X.index].to_numpy(dtype=float)

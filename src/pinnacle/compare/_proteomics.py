@@ -21,7 +21,30 @@ def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_
     degrees of freedom (as limma does for proteomics), BH. Proteins observed in fewer than
     ``min_valid`` of the design's samples are not tested; missing values are never imputed.
     ``median_centre`` subtracts each sample's median over the proteins seen in every sample
-    (loading differences between runs), the usual normalisation of label-free intensities."""
+    (loading differences between runs), the usual normalisation of label-free intensities.
+
+    Parameters
+    ----------
+    prot
+        Samples x proteins (:func:`pinnacle.io.read_proteomics`); ``var`` ``protein_id`` and ``gene``
+        name the proteins in the result (the var names where a column is absent).
+    meta
+        Sample metadata indexed by sample (:func:`sample_meta`); samples not in ``prot`` are left out.
+    design, response_levels, timepoints, covariates, min_patients
+        The design and its settings, as in :func:`design_matrix` (``response_levels``: reference
+        first; ``timepoints``: baseline first).
+    min_valid
+        Smallest share of the design's samples in which a protein must be observed to be tested.
+    median_centre
+        Subtract each sample's median log2 intensity (over the proteins observed in every sample when
+        there are at least 10 of them, else over all); False: intensities as read.
+
+    Returns
+    -------
+    One row per tested protein: ``protein_id``, ``gene``, ``log2fc``, its 95% interval, ``t``,
+    ``pvalue``, the residual, prior and total degrees of freedom, ``n_samples``, ``padj`` (BH) and the
+    design's columns; a one-row frame with a ``status`` note when the design is not estimable.
+    """
     try:
         d = design_matrix(meta.loc[meta.index.intersection(prot.obs_names)], design, response_levels=response_levels,
                           timepoints=timepoints, covariates=covariates, min_patients=min_patients)

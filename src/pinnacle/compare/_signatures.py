@@ -17,7 +17,19 @@ from ._moderation import _coefficient_stats, _xtx_inverse, bh
 
 
 def load_signatures(path) -> dict[str, dict]:
-    """Signatures from YAML: name -> {genes, source, description}; each needs genes and a source."""
+    """Signatures from YAML: name -> {genes, source, description}; each needs genes and a source.
+
+    Parameters
+    ----------
+    path
+        The YAML file: a mapping name -> ``{genes: [...], source: ..., description: ...}``
+        (``description`` optional).
+
+    Raises
+    ------
+    InputError
+        When the file is missing or holds no signatures, or a signature has no genes or no source.
+    """
     where = str(path)
     data = load_yaml(path, what="signature file", missing_fix="point compare.signatures (or annotation.states) "
                      "at a YAML file such as resources/signatures.yaml.",
@@ -39,7 +51,21 @@ def load_signatures(path) -> dict[str, dict]:
 
 def present_signatures(signatures: Mapping[str, dict], genes: Sequence[str], *,
                        min_genes: int = 3) -> dict[str, list[str]]:
-    """Each signature's genes found in ``genes``; signatures with fewer than ``min_genes`` dropped."""
+    """Each signature's genes found in ``genes``; signatures with fewer than ``min_genes`` dropped.
+
+    Parameters
+    ----------
+    signatures
+        Name -> entry with ``genes`` (:func:`load_signatures`).
+    genes
+        The genes measured (e.g. ``var_names``).
+    min_genes
+        Fewest genes found for a signature to be kept.
+
+    Returns
+    -------
+    Name -> the signature's genes found, in the signature's order.
+    """
     have = set(genes)
     out = {}
     for name, s in signatures.items():
@@ -52,7 +78,24 @@ def present_signatures(signatures: Mapping[str, dict], genes: Sequence[str], *,
 def score_cells(adata: ad.AnnData, signatures: Mapping[str, dict], *, key_prefix: str = "signature_",
                 random_state: int = 0) -> ad.AnnData:
     """Per-cell scores (scanpy ``score_genes``: mean of the set minus matched control genes) on
-    log-normalised ``X``; one obs column per signature."""
+    log-normalised ``X``; one obs column per signature.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes, log-normalised ``X``; scored in place.
+    signatures
+        Name -> entry with ``genes`` (:func:`load_signatures`); signatures with fewer than 3 genes in
+        ``adata`` are not scored.
+    key_prefix
+        Prefix of the obs columns: ``f"{key_prefix}{name}"``.
+    random_state
+        Seed of scanpy's choice of control genes.
+
+    Returns
+    -------
+    ``adata`` itself, with the score columns added.
+    """
     import scanpy as sc
 
     for name, genes in present_signatures(signatures, adata.var_names).items():
@@ -63,7 +106,19 @@ def score_cells(adata: ad.AnnData, signatures: Mapping[str, dict], *, key_prefix
 def score_pseudobulks(pb: ad.AnnData, signatures: Mapping[str, dict], *, min_cells: int = 10,
                       min_counts: float = 1000) -> pd.DataFrame:
     """Per-pseudobulk scores: the mean over a signature's genes of log2-CPM standardised across
-    the pseudobulks of the same cell type. Long table: sample_id, cell_type, signature, score."""
+    the pseudobulks of the same cell type. Long table: sample_id, cell_type, signature, score.
+
+    Parameters
+    ----------
+    pb
+        Pseudobulks (:func:`concat_pseudobulks`): summed counts, ``obs`` ``sample_id``, ``cell_type``,
+        ``n_cells`` and ``n_counts``.
+    signatures
+        Name -> entry with ``genes`` (:func:`load_signatures`); signatures with fewer than 3 genes in
+        ``pb`` are not scored.
+    min_cells, min_counts
+        Pseudobulks with fewer cells or fewer total counts are neither scored nor used to standardise.
+    """
     obs = pb.obs
     ok = (obs["n_cells"] >= min_cells).to_numpy() & (obs["n_counts"] >= min_counts).to_numpy()
     sigs = present_signatures(signatures, pb.var_names)
@@ -97,6 +152,24 @@ def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, re
     the wide ones towards the narrow ones and calls them too often (measured:
     tests/test_compare_null.py, docs/statistics.md). A signature scored in fewer than 3 types is
     not moderated.
+
+    Parameters
+    ----------
+    scores
+        Long table of :func:`score_pseudobulks`: ``sample_id``, ``cell_type``, ``signature``, ``score``.
+    meta
+        Sample metadata indexed by sample (:func:`sample_meta`).
+    design, response_levels, timepoints, covariates, min_patients, paired
+        The design and its settings, as in :func:`design_matrix`; built per cell type on the samples
+        that have its pseudobulks (cell types seen in the same samples share one).
+    moderate
+        Squeeze each signature's residual variances across the cell types; False: the plain t.
+
+    Returns
+    -------
+    One row per cell type x signature: ``estimate``, its 95% interval, ``t``, ``pvalue``, degrees of
+    freedom, the design's columns, ``status``, ``padj`` and ``test``; a cell type whose design is not
+    estimable has one row with a ``status`` note.
     """
     # one reshape for all types: samples x (cell type, signature); a type's rows are its pseudobulks
     wide = scores.set_index(["sample_id", "cell_type", "signature"])["score"].unstack(["cell_type", "signature"])
@@ -162,7 +235,23 @@ def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, re
 
 def signature_enrichment(de: pd.DataFrame, signatures: Mapping[str, dict], *, min_genes: int = 3) -> pd.DataFrame:
     """Enrichment of each cell type's DE statistics in the signatures (decoupler ulm: a linear
-    model of the Wald statistics on signature membership); BH across cell types x signatures."""
+    model of the Wald statistics on signature membership); BH across cell types x signatures.
+
+    Parameters
+    ----------
+    de
+        Pseudobulk DE results (:func:`pseudobulk_de`, :func:`combine_de`) with ``design``,
+        ``cell_type``, ``gene`` and ``stat``; each design is tested on its own.
+    signatures
+        Name -> entry with ``genes`` (:func:`load_signatures`).
+    min_genes
+        Fewest of a signature's genes among the DE genes for it to be tested.
+
+    Returns
+    -------
+    One row per design x cell type x signature: ``score`` (the ulm t), ``pvalue``, ``padj`` (BH within
+    the design) and ``test``.
+    """
     import decoupler as dc
 
     cols = ["design", "cell_type", "signature", "score", "pvalue", "padj", "test"]

@@ -156,9 +156,20 @@ def read_scdna(path, *, sample_id: str | None = None) -> ad.AnnData:
     each chromosome (chromosomes in any order), must not overlap, and must lie on those
     chromosomes; anything else raises InputError naming the value and the row.
 
-    Returns cells x bins, ``X`` float32 numpy array, ``var`` index ``"chrom:start-end"`` with
+    Parameters
+    ----------
+    path
+        The table or ``.h5ad`` (above).
+    sample_id
+        When given, cells are named ``"{sample_id}:{cell}"`` and ``obs`` gets ``barcode`` (the
+        input's cell id) and ``sample_id`` columns.
+
+    Returns
+    -------
+    Cells x bins, ``X`` float32 numpy array, ``var`` index ``"chrom:start-end"`` with
     columns chrom, start, end (and gc), bins sorted chr1..chr22, chrX, chrY, chrM then by start.
-    Values may be non-integer (e.g. ratios): ``uns["scdna"]["integer_counts"]`` records which.
+    Values may be non-integer (e.g. ratios): ``uns["scdna"]["integer_counts"]`` records which;
+    ``uns["scdna"]["format"]`` is ``"wide"``, ``"long"`` or ``"h5ad"``.
     """
     path = Path(path)
     _check_file(path, "scDNA bin count input")

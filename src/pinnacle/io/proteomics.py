@@ -71,9 +71,24 @@ def read_proteomics(path, *, format: str, quantity: str | None = None, scale: st
     table; QC_Warning rows -> NaN; log2 scale) or ``"matrix"`` (first column protein id, optional
     ``gene`` column, other columns samples; ``scale`` "linear" or "log2").
 
-    ``X`` is dense float32 with NaN for missing; ``var`` has ``protein_id`` and ``gene``;
-    ``uns["proteomics"]`` records format, quantity, scale, n_input_rows and n_removed (rows
-    carrying each flag; a row may carry several).
+    Parameters
+    ----------
+    path
+        The exported table (tab-, semicolon- or comma-separated, optionally gzipped).
+    format
+        ``"maxquant"``, ``"diann"``, ``"olink"`` or ``"matrix"`` (above).
+    quantity
+        For ``"maxquant"``, the kind of intensity columns read (None: "LFQ intensity"); for the
+        other formats only recorded in ``uns`` (None: "pg_matrix", "NPX", "value").
+    scale
+        Scale of a ``"matrix"``'s values, ``"linear"`` or ``"log2"``; the other formats fix their
+        scale and take only the default.
+
+    Returns
+    -------
+    Samples x protein groups: ``X`` is dense float32 with NaN for missing; ``var`` has ``protein_id``
+    and ``gene``; ``uns["proteomics"]`` records format, quantity, scale, n_input_rows and n_removed
+    (rows carrying each flag; a row may carry several).
     """
     path = Path(path)
     if format not in PROTEOMICS_FORMATS:

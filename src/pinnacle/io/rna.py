@@ -37,7 +37,13 @@ _MTX_FILES = {
 
 def detect_rna_format(path) -> str:
     """Format of a scRNA count input: ``"10x_h5"``, ``"10x_mtx"`` (a directory, or its
-    ``matrix.mtx[.gz]``) or ``"h5ad"``. Raises InputError for a missing path or another format."""
+    ``matrix.mtx[.gz]``) or ``"h5ad"``. Raises InputError for a missing path or another format.
+
+    Parameters
+    ----------
+    path
+        The input: a file, or a 10x mtx directory.
+    """
     path = Path(path)
     _check_exists(path, "scRNA count input")
     name = path.name.lower()
@@ -356,6 +362,12 @@ def split_features(adata: ad.AnnData) -> tuple[ad.AnnData, ad.AnnData | None]:
 
     Features of types other than "Antibody Capture" stay in the first part; the second is None
     when there are no antibody features.
+
+    Parameters
+    ----------
+    adata
+        Cells x features with ``var['feature_types']`` (:func:`read_rna`); without that column
+        every feature counts as gene expression.
     """
     if "feature_types" not in adata.var:
         return adata.copy(), None
