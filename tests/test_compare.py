@@ -506,6 +506,8 @@ def test_proteomics_planted_proteins_found_and_nulls_quiet(tmp_path):
     effects = pd.read_csv(tmp_path / "truth" / "effects.tsv", sep="\t")
     planted = set(effects.loc[(effects["kind"] == "protein") & effects["planted"], "feature"])
     base = compare.protein_test(prot, meta, design="baseline", response_levels=RL, timepoints=TP)
+    assert base.loc[base["status"] != "tested", "status"].str.startswith("not tested: quantified in").all()
+    base = base[base["status"] == "tested"]
     hits = set(base.loc[base["padj"] < FDR, "gene"])
     tested_planted = planted & set(base["gene"])
     assert len(tested_planted) >= 3 and len(hits & tested_planted) >= 0.75 * len(tested_planted), base[base["gene"].isin(planted)]
@@ -543,3 +545,33 @@ def test_composition_interaction_describes_the_paired_changes_with_the_estimates
     first, second = props.loc[[f"P{i}_{TP[0]}" for i in range(8)]], props.loc[[f"P{i}_{TP[1]}" for i in range(8)]]
     change = second.to_numpy() - first.to_numpy()
     assert np.isclose(a["mean_change_responder"], change[1::2, 0].mean())
+
+
+def test_proteomics_paired_protein_missing_in_one_patient_is_still_tested():
+    """Issue 16 item 5: a patient with neither sample quantified gives an all-zero patient
+    column; the protein used to drop out of the paired designs without a word. As limma does per
+    gene, the column is dropped and the df counts what is left; a protein whose tested
+    coefficient cannot be estimated gets a status row saying why."""
+    rng = np.random.default_rng(0)
+    rows, Y = [], []
+    for i in range(8):
+        for tp in TP:
+            rows.append({"sample_id": f"P{i}_{tp}", "patient_id": f"P{i}", "timepoint": tp,
+                         "response": RL[i % 2]})
+    meta = pd.DataFrame(rows).set_index("sample_id")
+    patient = rng.normal(20, 1, size=(8, 40))
+    Y = np.repeat(patient, 2, axis=0) + rng.normal(0, 0.3, size=(16, 40))
+    Y[1::2, 0] += 1.5  # protein 0 rises on treatment in every patient
+    Y[[0, 1], 0] = np.nan  # ... and patient P0 has neither sample quantified (14 of 16 = 88%)
+    Y[1::2, 1] = np.nan  # protein 1 is never quantified at resection: its change cannot be estimated
+    prot = ad.AnnData(2.0 ** Y, obs=pd.DataFrame(index=meta.index),
+                      var=pd.DataFrame({"protein_id": [f"prot{k}" for k in range(40)],
+                                        "gene": [f"G{k}" for k in range(40)]}).set_index("protein_id", drop=False))
+    prot.uns["proteomics"] = {"scale": "linear"}
+    res = compare.protein_test(prot, meta, design="on_treatment", response_levels=RL, timepoints=TP, min_valid=0.4)
+    r0 = res.set_index("protein_id").loc["prot0"]
+    assert r0["status"] == "tested" and r0["n_samples"] == 14 and r0["df_resid"] == 14 - 8
+    assert r0["log2fc"] > 1 and r0["padj"] < 0.01
+    r1 = res.set_index("protein_id").loc["prot1"]
+    assert r1["status"].startswith("not tested: the tested coefficient is not estimable")
+    assert (res["status"] == "tested").sum() == 39

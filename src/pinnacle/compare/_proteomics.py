@@ -43,7 +43,11 @@ def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_
     -------
     One row per tested protein: ``protein_id``, ``gene``, ``log2fc``, its 95% interval, ``t``,
     ``pvalue``, the residual, prior and total degrees of freedom, ``n_samples``, ``padj`` (BH) and the
-    design's columns; a one-row frame with a ``status`` note when the design is not estimable.
+    design's columns, then one row per protein not tested with its ``status`` saying why (too
+    rarely quantified, or its coefficient not estimable from the samples that quantify it); a
+    one-row frame with a ``status`` note when the design is not estimable. As limma's lmFit does
+    per gene, design columns a protein's observed samples cannot support (a patient with neither
+    sample quantified) are dropped and the residual df counts what is left.
     """
     try:
         d = design_matrix(meta.loc[meta.index.intersection(prot.obs_names)], design, response_levels=response_levels,
@@ -60,27 +64,57 @@ def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_
         Y = Y - np.nanmedian(ref, axis=1, keepdims=True)
     X = d.X.to_numpy(dtype=float)
     j = d.X.columns.get_loc(d.coef)
-    p = X.shape[1]
-    beta, s2, dfs, cjj = (np.full(Y.shape[1], np.nan) for _ in range(4))
-    for k in np.flatnonzero(np.isfinite(Y).mean(axis=0) >= min_valid):
+    n_prot = Y.shape[1]
+    beta, s2, dfs, cjj = (np.full(n_prot, np.nan) for _ in range(4))
+    why = np.full(n_prot, "", dtype=object)
+    share = np.isfinite(Y).mean(axis=0)
+    for k in range(n_prot):
+        if share[k] < min_valid:
+            why[k] = f"not tested: quantified in {share[k]:.0%} of the design's samples (< proteomics_min_valid)"
+            continue
         obs = np.isfinite(Y[:, k])
-        Xk = X[obs]
-        if obs.sum() <= p or np.linalg.matrix_rank(Xk) < p:
+        keep = _estimable_columns(X[obs])
+        if j not in keep:
+            why[k] = "not tested: the tested coefficient is not estimable from the samples that quantify it"
+            continue
+        Xk = X[obs][:, keep]
+        if obs.sum() <= len(keep):
+            why[k] = "not tested: no residual degrees of freedom in the samples that quantify it"
             continue
         inv = np.linalg.inv(Xk.T @ Xk)
         b = inv @ Xk.T @ Y[obs, k]
         r = Y[obs, k] - Xk @ b
-        beta[k], dfs[k], cjj[k] = b[j], obs.sum() - p, inv[j, j]
+        jk = keep.index(j)
+        beta[k], dfs[k], cjj[k] = b[jk], obs.sum() - len(keep), inv[jk, jk]
         s2[k] = (r ** 2).sum() / dfs[k]
     tested = np.isfinite(s2)
     var = prot.var
+    ids = var.get("protein_id", var.index).to_numpy()
+    genes = var.get("gene", var.index).to_numpy()
     res = _coefficient_stats(beta[tested], s2[tested], dfs[tested], cjj[tested])
-    res.insert(0, "protein_id", var.get("protein_id", var.index).to_numpy()[tested])
-    res.insert(1, "gene", var.get("gene", var.index).to_numpy()[tested])
+    res.insert(0, "protein_id", ids[tested])
+    res.insert(1, "gene", genes[tested])
     res = res.rename(columns={"estimate": "log2fc"})
-    res["n_samples"] = dfs[tested] + p
+    res["n_samples"] = np.isfinite(Y[:, tested]).sum(axis=0)
     res["padj"] = bh(res["pvalue"].to_numpy())
     res = res.assign(**d.describe())
     res["test"] = "moderated least squares on log2 intensity (missing left out), BH FDR"
     res["status"] = "tested"
-    return res
+    untested = pd.DataFrame({"protein_id": ids[~tested], "gene": genes[~tested],
+                             "n_samples": np.isfinite(Y[:, ~tested]).sum(axis=0), "status": why[~tested]})
+    untested = untested.assign(**d.describe()) if len(untested) else untested
+    return pd.concat([res, untested], ignore_index=True) if len(untested) else res
+
+
+def _estimable_columns(X: np.ndarray) -> list[int]:
+    """Columns of ``X`` kept for a fit on some of the samples, as limma's lmFit does per gene:
+    all-zero columns (a patient none of whose samples is observed) are dropped, then any column
+    that adds no rank (aliased with earlier ones)."""
+    cols = [c for c in range(X.shape[1]) if np.any(X[:, c] != 0)]
+    if np.linalg.matrix_rank(X[:, cols]) == len(cols):
+        return cols
+    keep: list[int] = []
+    for c in cols:
+        if np.linalg.matrix_rank(X[:, [*keep, c]]) > len(keep):
+            keep.append(c)
+    return keep
