@@ -134,6 +134,8 @@ def test_load_real_data_sheets(tmp_path):
     run = load(_real_data(tmp_path), REPO)
     assert not run.demo and run.truth == "" and run.twin_samples == ()
     assert run.rna_samples == ("A_base", "A_res") and run.dna_samples == () and run.dna_patients == ()
+    assert run.rna_patients == ("A",) and run.patient_samples("A", "rna") == ["A_base", "A_res"]
+    assert run.patient_samples("A", "dna") == []
     assert run.sample_meta("A_res") == {"sample_id": "A_res", "patient_id": "A", "timepoint": "resection",
                                         "response": "responder"}
     assert run.compare_meta()[0]["sample_id"] == "A_base"

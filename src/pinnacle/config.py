@@ -103,25 +103,18 @@ class Run:
         return {"sample_id": sample, "patient_id": row["patient_id"], "timepoint": row["timepoint"],
                 "response": row["response"]}
 
-    def patient_dna_samples(self, patient: str) -> list[str]:
-        """The scDNA samples of a patient, in sheet order.
+    def patient_samples(self, patient: str, modality: str) -> list[str]:
+        """The samples of a patient with a file of one modality, in sheet order.
 
         Parameters
         ----------
         patient
-            A patient id of :attr:`dna_patients`.
+            A patient id of :attr:`rna_patients` / :attr:`dna_patients`.
+        modality
+            ``"rna"`` or ``"dna"``.
         """
-        return [s for s in self.dna_samples if self.samples.loc[s, "patient_id"] == patient]
-
-    def patient_rna_samples(self, patient: str) -> list[str]:
-        """The scRNA samples of a patient, in sheet order.
-
-        Parameters
-        ----------
-        patient
-            A patient id of :attr:`rna_patients`.
-        """
-        return [s for s in self.rna_samples if self.samples.loc[s, "patient_id"] == patient]
+        samples = {"rna": self.rna_samples, "dna": self.dna_samples}[modality]
+        return [s for s in samples if self.samples.loc[s, "patient_id"] == patient]
 
     def compare_meta(self) -> list[dict]:
         """Sample -> patient, timepoint, response and covariates, for the comparison adapters."""

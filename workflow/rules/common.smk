@@ -43,13 +43,13 @@ def get_dna(wildcards):
 
 def get_patient_copy_number(wildcards):
     """The per-sample copy-number objects of a patient's scDNA samples."""
-    return [f"results/dna/{s}/copy_number.h5ad" for s in RUN.patient_dna_samples(wildcards.patient)]
+    return [f"results/dna/{s}/copy_number.h5ad" for s in RUN.patient_samples(wildcards.patient, "dna")]
 
 
 def cnv_rna_inputs(wildcards):
     """A patient's QC'd scRNA samples, the cell labels, the gene table and (with scDNA) its clone
     consensus profiles."""
-    inputs = {"rna": [f"results/rna/{s}/rna.h5ad" for s in RUN.patient_rna_samples(wildcards.patient)],
+    inputs = {"rna": [f"results/rna/{s}/rna.h5ad" for s in RUN.patient_samples(wildcards.patient, "rna")],
               "labels": "results/cohort/cell_labels.tsv.gz", "genes": CFG["cnv"]["gene_table"]}
     if wildcards.patient in RUN.dna_patients:
         inputs["consensus"] = f"results/cnv/{wildcards.patient}/consensus.tsv"
