@@ -575,3 +575,30 @@ def test_proteomics_paired_protein_missing_in_one_patient_is_still_tested():
     r1 = res.set_index("protein_id").loc["prot1"]
     assert r1["status"].startswith("not tested: the tested coefficient is not estimable")
     assert (res["status"] == "tested").sum() == 39
+
+
+def test_composition_immune_denominator_is_not_moved_by_the_tumour():
+    """Issue 16 item 9: when the malignant fraction falls on treatment, every immune type's share
+    of all cells rises; among immune cells alone nothing changes, and the immune-only rows say so."""
+    rng = np.random.default_rng(5)
+    rows, meta = {}, []
+    for i in range(8):
+        pid = f"P{i}"
+        base = rng.dirichlet([30, 30, 30]) * 600
+        for tp in TP:
+            mal = 1500 if tp == TP[0] else 150  # the tumour shrinks tenfold in every patient
+            rows[f"{pid}_{tp}"] = np.r_[rng.poisson(base), rng.poisson(mal)]
+            meta.append({"sample_id": f"{pid}_{tp}", "patient_id": pid, "timepoint": tp, "response": RL[i % 2]})
+    counts = pd.DataFrame(rows, index=["T", "B", "mono", "malignant"]).T
+    meta = pd.DataFrame(meta).set_index("sample_id")
+    markers = {"T/NK": {"subtypes": {"T": {}}}, "malignant/epithelial": {"subtypes": {"malignant": {}}}}
+    non_immune = compare.non_immune_types(markers)
+    assert {"malignant", "malignant/epithelial", "epithelial_normal"} <= set(non_immune) and "T" not in non_immune
+    res = compare.composition_tests(counts, meta, designs=["on_treatment"], non_immune=non_immune,
+                                    response_levels=RL, timepoints=TP)
+    all_cells = res[res["denominator"] == "all cells"].set_index("cell_type")
+    immune = res[res["denominator"] == "immune cells"].set_index("cell_type")
+    assert set(immune.index) == {"T", "B", "mono"} and "malignant" in all_cells.index
+    assert (all_cells.loc[["T", "B", "mono"], "padj"] < 0.01).all()  # moved by the tumour alone
+    assert (immune["padj"] > 0.05).all()
+    assert res.columns[0] == "denominator" and {"design", "cell_type", "estimate", "padj"} <= set(res.columns)

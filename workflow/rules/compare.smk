@@ -47,6 +47,7 @@ checkpoint pseudobulk_cohort:
 rule composition:
     input:
         sizes="results/tables/pseudobulk_sizes.tsv",
+        markers=CFG["annotation"]["markers"],
     output:
         tests=report("results/tables/composition_tests.tsv", caption="../report/composition.rst",
                      category="4. Comparisons", subcategory="composition", labels={"table": "composition tests"}),

@@ -34,7 +34,7 @@ tables), ``_composition`` (composition test), ``_proteomics`` (bulk proteomics t
 ``_signatures`` (signature file, scores, tests, enrichment), ``_figures`` (plots).
 """
 
-from ._composition import composition_test, proportions
+from ._composition import NON_IMMUNE_LINEAGES, composition_test, composition_tests, non_immune_types, proportions
 from ._de import (
     DE_COLUMNS,
     cell_type_file_name,
@@ -78,6 +78,9 @@ from ._signatures import (
 )
 
 __all__ = [
+    "NON_IMMUNE_LINEAGES",
+    "composition_tests",
+    "non_immune_types",
     "covariate_columns",
     "DE_COLUMNS",
     "META_COLUMNS",

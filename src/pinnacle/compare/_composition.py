@@ -50,6 +50,64 @@ def _descriptives(props: pd.DataFrame, meta: pd.DataFrame, design: str, levels: 
     return out
 
 
+#: marker-file lineages that are not immune cells (the immune-only denominator leaves them out)
+NON_IMMUNE_LINEAGES = ("malignant/epithelial", "fibroblast", "endothelial")
+
+
+def non_immune_types(markers: dict, *, lineages: Sequence[str] = NON_IMMUNE_LINEAGES,
+                     extra: Sequence[str] = ("epithelial_normal", "epithelial_uncertain")) -> list[str]:
+    """Labels of non-immune cells: the given lineages of the marker file, their subtypes, and
+    ``extra`` labels (the cnv stage's split of the epithelium).
+
+    Parameters
+    ----------
+    markers
+        The marker hierarchy (:func:`pinnacle.annotate.load_markers`): lineage -> ``subtypes``.
+    lineages
+        Lineages that are not immune cells.
+    extra
+        Further non-immune labels.
+    """
+    out = list(extra)
+    for lineage in lineages:
+        if lineage in markers:
+            out += [lineage, *markers[lineage].get("subtypes", {})]
+    return list(dict.fromkeys(out))
+
+
+def composition_tests(counts: pd.DataFrame, meta: pd.DataFrame, *, designs: Sequence[str],
+                      non_immune: Sequence[str] = (), **options) -> pd.DataFrame:
+    """:func:`composition_test` for every design with two denominators: all labelled cells, and
+    immune cells only (``non_immune`` types left out), in a ``denominator`` column.
+
+    A change in the malignant fraction moves every other type's share of all cells (a tumour that
+    shrinks under treatment raises every immune proportion); with immune cells as the denominator
+    an immune shift is measured among immune cells alone. Each denominator and design is its own
+    BH family.
+
+    Parameters
+    ----------
+    counts
+        Samples x cell types, cell counts.
+    meta
+        Sample metadata (:func:`sample_meta`).
+    designs
+        Design names.
+    non_immune
+        Labels left out of the immune-only denominator (:func:`non_immune_types`); empty: no
+        immune-only rows.
+    **options
+        Keywords of :func:`composition_test` (``response_levels``, ``timepoints``, ...).
+    """
+    parts = [composition_test(counts, meta, design=d, **options).assign(denominator="all cells") for d in designs]
+    immune = counts.drop(columns=[c for c in non_immune if c in counts.columns])
+    if non_immune and immune.shape[1] < counts.shape[1]:
+        parts += [composition_test(immune, meta, design=d, **options).assign(denominator="immune cells")
+                  for d in designs]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["denominator", *[c for c in out.columns if c != "denominator"]]]
+
+
 def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                      timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
                      transform: str = "asin", pseudocount: float = 0.5, paired: bool = True,

@@ -436,6 +436,8 @@ def check_composition(tests: pd.DataFrame, effects: pd.DataFrame, *, fdr: float 
         FDR at which an effect counts as called.
     """
     e = effects[effects["kind"] == "composition"]
+    if "denominator" in tests:  # the planted shares are of all cells
+        tests = tests[tests["denominator"] == "all cells"]
     j = _called(tests.dropna(subset=["padj"]) if "padj" in tests else tests.assign(padj=np.nan, estimate=np.nan),
                 e, key="cell_type", estimate="estimate", fdr=fdr)
     return _recall_and_fdp(j, "composition", min_recall=0.66, max_fdp=0.25, what="shifts")
