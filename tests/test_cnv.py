@@ -554,5 +554,10 @@ def test_clone_dynamics_leaves_out_samples_with_too_few_tumour_cells():
     s = shares.set_index("sample_id")
     assert np.isnan(s.loc["P03_resection", "share"]) and s.loc["P03_resection", "status"].startswith("left out")
     assert tests.set_index("design").loc["on_treatment_responder", "patients"] == "responder pairs: 2"
+    # no cell in a clone (unassigned scRNA cells, diploid scDNA): a status row per design
+    none, shares = cnv.clone_dynamics_test(fr.assign(clone=np.where(fr["clone"] == "normal", "normal", "unassigned")),
+                                           meta, source="scRNA", **_DYN)
+    assert shares.empty and none["status"].str.startswith("not tested: no scRNA cell in a clone").all()
+    assert list(none["design"]) == _DYN["designs"]
     with pytest.raises(InputError, match=r"clone_fractions\.tsv"):
         cnv.dominant_clone_share(fr.drop(columns="n_cells"), meta, timepoints=["baseline", "resection"])

@@ -64,32 +64,31 @@ rule protein_cohort:
         "../scripts/protein_cohort.py"
 
 
-if CFG["protein"]["totalvi"]:
-
-    rule protein_totalvi:
-        input:
-            rna="results/cohort/annotated.h5ad",
-            prot="results/cohort/prot.h5ad",
-        output:
-            h5ad="results/cohort/totalvi.h5ad",
-            model=directory("results/cohort/totalvi_model"),
-        params:
-            isotype_pattern=CFG["protein"]["isotype_pattern"],
-            max_epochs=CFG["protein"]["totalvi_max_epochs"],
-            batch_key=CFG["integration"]["batch_key"],
-            seed=CFG["seed"],
-        log:
-            "logs/protein/protein_totalvi.log",
-        benchmark:
-            "benchmarks/protein/protein_totalvi.tsv"
-        threads: workflow.cores
-        resources:
-            mem_mb=lambda wc, attempt: 16000 * attempt,
-            gpu=1 if CFG["gpu"] else 0,
-        conda:
-            "../../envs/pinnacle.yaml"
-        script:
-            "../scripts/protein_totalvi.py"
+# totalVI runs only when protein.totalvi is on (protein_mudata then asks for its output).
+rule protein_totalvi:
+    input:
+        rna="results/cohort/annotated.h5ad",
+        prot="results/cohort/prot.h5ad",
+    output:
+        h5ad="results/cohort/totalvi.h5ad",
+        model=directory("results/cohort/totalvi_model"),
+    params:
+        isotype_pattern=CFG["protein"]["isotype_pattern"],
+        max_epochs=CFG["protein"]["totalvi_max_epochs"],
+        batch_key=CFG["integration"]["batch_key"],
+        seed=CFG["seed"],
+    log:
+        "logs/protein/protein_totalvi.log",
+    benchmark:
+        "benchmarks/protein/protein_totalvi.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        gpu=1 if CFG["gpu"] else 0,
+    conda:
+        "../../envs/pinnacle.yaml"
+    script:
+        "../scripts/protein_totalvi.py"
 
 
 rule protein_mudata:

@@ -4,14 +4,13 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import anndata as ad  # noqa: E402
 
 from pinnacle import io, protein, writers  # noqa: E402
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
-cfg, sample = snakemake.params.protein, Path(snakemake.output.h5ad).parent.name
+cfg, sample = snakemake.params.protein, snakemake.wildcards.sample
 raw = io.read_rna(snakemake.input.rna_raw[0], sample_id=sample) if snakemake.input.rna_raw else None
 norm, table = protein.normalise_sample(
     ad.read_h5ad(snakemake.input.prot), raw, method=cfg["normalisation"], isotype_pattern=cfg["isotype_pattern"],

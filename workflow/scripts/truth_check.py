@@ -38,7 +38,7 @@ if inp.dna_qc:
     dna_ids = [i for p in inp.dna_qc for i in pd.read_csv(p, sep="\t", usecols=["cell_id"])["cell_id"]]
     rows += tc.check_dna_reading(dna_ids, truth_dna)
     # copy number and clones (cnv stage)
-    clones = {p.split("/")[-2]: ad.read_h5ad(p) for p in inp.clones}
+    clones = {str(a.obs["patient_id"].iat[0]): a for a in map(ad.read_h5ad, inp.clones)}
     sex = snakemake.params.sex
     rows += tc.check_scdna_clones(clones, truth_dna, pd.read_csv(inp.truth_clones, sep="\t", keep_default_na=False),
                                   sex)

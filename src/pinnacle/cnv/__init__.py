@@ -21,7 +21,8 @@ Per patient::
 From scRNA-seq (``infer``): :func:`infer_cnv` (infercnvpy against the patient's immune and
 stromal cells), :func:`call_malignant` (malignant / non_malignant / uncertain per cell, with EBV
 transcripts as extra evidence), :func:`plot_cnv_heatmap`; :func:`refine_labels` (``labels``)
-splits the epithelium by the call for the comparisons.
+splits the epithelium by the call for the comparisons; :func:`patient_malignant_cells` (``rna``)
+runs a patient's steps in order, with the link below.
 
 The link (``link``): :func:`assign_clones` gives each scRNA malignant cell one of its patient's
 scDNA clones (clonealign-style, with a consistency check), :func:`clone_fractions_from_rna`,
@@ -44,9 +45,13 @@ from .figures import plot_clone_dynamics, plot_clone_fractions, plot_clone_heatm
 from .infer import EPITHELIAL_TYPES, REFERENCE_TYPES, call_malignant, ebv_genes, infer_cnv, plot_cnv_heatmap
 from .labels import EPITHELIAL_NORMAL, EPITHELIAL_UNCERTAIN, refine_labels
 from .link import UNASSIGNED, assign_clones, clone_fractions_from_rna, clone_pseudobulk, genes_to_bins
+from .rna import CALL_COLUMNS, patient_malignant_cells, rna_clone_fractions
 from .scdna import call_copy_number, cell_qc, gc_correct, process_sample, summarise_cell_qc
 
 __all__ = [
+    "CALL_COLUMNS",
+    "patient_malignant_cells",
+    "rna_clone_fractions",
     "EPITHELIAL_TYPES",
     "REFERENCE_TYPES",
     "call_malignant",

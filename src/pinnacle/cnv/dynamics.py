@@ -25,11 +25,10 @@ import pandas as pd
 from pinnacle import compare
 from pinnacle.errors import InputError
 
-from .clones import NORMAL, OUTLIER, UNCLUSTERED
+from .clones import _NOT_CLONES
+from .link import UNASSIGNED
 
 __all__ = ["clone_dynamics_test", "dominant_clone_share"]
-
-_NOT_CLONES = (NORMAL, OUTLIER, UNCLUSTERED)
 
 
 def dominant_clone_share(fractions: pd.DataFrame, meta: pd.DataFrame, *, timepoints: Sequence[str],
@@ -62,7 +61,7 @@ def dominant_clone_share(fractions: pd.DataFrame, meta: pd.DataFrame, *, timepoi
     if missing:
         raise InputError("clone fractions table", f"columns {sorted(missing)} are missing.",
                          "pass the table written by the cnv stage (results/tables/clone_fractions.tsv).")
-    tum = fractions[~fractions["clone"].astype(str).isin(_NOT_CLONES)].copy()
+    tum = fractions[~fractions["clone"].astype(str).isin((*_NOT_CLONES, UNASSIGNED))].copy()
     tum = tum.drop(columns=[c for c in ("timepoint", "response") if c in tum]).join(meta[["timepoint"]], on="sample_id")
     tum = tum[tum["timepoint"].isin(timepoints)]
     tum["_t"] = tum["timepoint"].map({t: i for i, t in enumerate(timepoints)})
@@ -70,20 +69,20 @@ def dominant_clone_share(fractions: pd.DataFrame, meta: pd.DataFrame, *, timepoi
     for pid, part in tum.groupby("patient_id", sort=True):
         counts = part.pivot_table(index="clone", columns="sample_id", values="n_cells", aggfunc="sum", fill_value=0)
         counts = counts.sort_index()
-        first = part.sort_values(["_t", "sample_id"])["sample_id"].iat[0]
+        order = part.drop_duplicates("sample_id").sort_values(["_t", "sample_id"]).set_index("sample_id")
+        first = order.index[0]
         c = counts[first].to_numpy(dtype=np.int64)
         rng = np.random.default_rng([random_state, zlib.crc32(str(pid).encode())])
         choose = rng.multivariate_hypergeometric(c, int(c.sum()) // 2) if c.sum() else c
         dominant = counts.index[int(np.argmax(choose))]
         measure = {first: pd.Series(c - choose, index=counts.index)}
-        for sid in sorted(counts.columns, key=lambda x: (part.loc[part["sample_id"] == x, "_t"].iat[0], x)):
+        for sid in order.index:
             m = measure.get(sid, counts[sid])
             n, k = int(m.sum()), int(m[dominant])
             ok = n >= min_tumour_cells
             why = "used" if ok else f"left out: {n} tumour cells{' in the measuring half' * (sid == first)} " \
                                     f"(< {min_tumour_cells})"
-            rows.append({"patient_id": pid, "sample_id": sid, "timepoint": part.loc[part["sample_id"] == sid,
-                                                                                     "timepoint"].iat[0],
+            rows.append({"patient_id": pid, "sample_id": sid, "timepoint": order.loc[sid, "timepoint"],
                          "dominant_clone": dominant, "n_tumour_cells": int(counts[sid].sum()), "n_measured": n,
                          "n_dominant": k, "share": k / n if ok else np.nan, "status": why})
     out = pd.DataFrame(rows, columns=["patient_id", "sample_id", "timepoint", "dominant_clone", "n_tumour_cells",
@@ -129,6 +128,9 @@ def clone_dynamics_test(fractions: pd.DataFrame, meta: pd.DataFrame, *, designs:
     """
     shares = dominant_clone_share(fractions, meta, timepoints=timepoints, min_tumour_cells=min_tumour_cells,
                                   random_state=random_state)
+    if shares.empty:  # no clone in any sample (no scDNA clones, or no cell assigned to one)
+        return pd.DataFrame({"source": source, "design": list(designs), "feature": "dominant_clone_share",
+                             "status": f"not tested: no {source} cell in a clone"}), shares
     used = shares.dropna(subset=["share"]).set_index("sample_id")
     y = pd.DataFrame({"dominant_clone_share": np.arcsin(np.sqrt(used["share"]))})
     rows = []

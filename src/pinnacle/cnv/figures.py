@@ -13,11 +13,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .clones import NORMAL, OUTLIER, UNCLUSTERED
+from .clones import _NOT_CLONES, NORMAL, OUTLIER, UNCLUSTERED
 
 __all__ = ["plot_clone_dynamics", "plot_clone_fractions", "plot_clone_heatmap", "plot_consensus_profiles"]
-
-_NOT_CLONES = (NORMAL, OUTLIER, UNCLUSTERED)
 
 
 def _chrom_bounds(chrom: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -9,9 +9,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ._rna import row
+from pinnacle.cnv.clones import _NOT_CLONES
 
-_NOT_CLONES = ("normal", "outlier", "unclustered")
+from ._rna import row
 
 
 def planted_copy_number(var: pd.DataFrame, labels, clones: pd.DataFrame, *, male: bool) -> np.ndarray:
