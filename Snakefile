@@ -19,6 +19,7 @@ include: "workflow/rules/annotate.smk"
 include: "workflow/rules/protein.smk"
 include: "workflow/rules/cnv.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -50,7 +50,7 @@ def test_baseline_design_uses_baseline_samples_and_covariates():
 
 def test_paired_design_drops_incomplete_patients_and_says_so():
     meta = _meta(missing={("P02", "resection")})
-    d = compare.design_matrix(meta, "on_treatment_responder", response_levels=RL, timepoints=TP)
+    d = compare.design_matrix(meta, "on_treatment_responder", response_levels=RL, timepoints=TP, min_patients=2)
     assert set(d.X.index.str[:3]) == {"P01", "P03"}
     assert d.coef == "timepoint" and "patient[P03]" in d.X.columns
     assert d.dropped == "1 patients without both baseline and resection"
@@ -602,3 +602,172 @@ def test_composition_immune_denominator_is_not_moved_by_the_tumour():
     assert (all_cells.loc[["T", "B", "mono"], "padj"] < 0.01).all()  # moved by the tumour alone
     assert (immune["padj"] > 0.05).all()
     assert res.columns[0] == "denominator" and {"design", "cell_type", "estimate", "padj"} <= set(res.columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16 item 8: a DE call one patient drives is flagged (leave one patient out)
+# ---------------------------------------------------------------------------------------------
+def _one_patient_counts(seed=1, n_patients=6, n_genes=300, driver="P03", base=0.5, spike=2.0):
+    """Paired pseudobulks: genes 0-19 rise 2^1.5-fold in every patient; genes 20-39 rise
+    2^``base``-fold in every patient and 2^``spike``-fold more in ``driver`` alone (the pattern
+    that makes a call when one patient's change is extreme); the rest are null."""
+    rng = np.random.default_rng(seed)
+    meta = _meta(n_patients=n_patients, n_responders=n_patients // 2)
+    mu = rng.lognormal(5, 1, n_genes)
+    patient = {p: rng.normal(0, 0.5, n_genes) for p in meta["patient_id"].unique()}
+    consistent, shared, extra = (np.zeros(n_genes) for _ in range(3))
+    consistent[:20], shared[20:40], extra[20:40] = 1.5 * np.log(2), base * np.log(2), spike * np.log(2)
+    rows = []
+    for _, r in meta.iterrows():
+        on = r["timepoint"] == TP[1]
+        eff = on * (consistent + shared + (r["patient_id"] == driver) * extra)
+        m = mu * np.exp(patient[r["patient_id"]] + eff + rng.normal(0, 0.1, n_genes))
+        rows.append(rng.negative_binomial(20, 20 / (20 + m)))
+    genes = [f"G{i}" for i in range(n_genes)]
+    X = sp.csr_matrix(np.array(rows, dtype=np.float32))
+    obs = pd.DataFrame({"sample_id": meta.index, "cell_type": "T", "n_cells": 100, "n_counts": X.sum(1).A1})
+    pb = ad.AnnData(X=X, obs=obs.set_index(obs["sample_id"] + "|T"), var=pd.DataFrame(index=genes))
+    return pb, meta, genes[:20], genes[20:40]
+
+
+def test_leave_one_patient_out_flags_a_call_one_patient_drives():
+    """With patient terms no design row repeats, so pydeseq2's Cook's outlier replacement never
+    acts. The leave-one-patient-out refit names the patient without whom a call is lost: the
+    driver (P03), first, for every called gene of the driven set that a removal loses; a gene
+    that changes in every patient keeps its call whoever is left out."""
+    pb, meta, consistent, driven = _one_patient_counts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, status = compare.pseudobulk_de(pb, meta, design="on_treatment", response_levels=RL, timepoints=TP,
+                                            min_counts=0, shrink=False)
+        off, _ = compare.pseudobulk_de(pb, meta, design="on_treatment", response_levels=RL, timepoints=TP,
+                                       min_counts=0, shrink=False, leave_one_out=False)
+    r = res.set_index("gene")
+    cons = r.loc[consistent]
+    assert (cons["padj"] < FDR).all() and (cons["loo_n_lost"] == 0).all() and (cons["loo_driven_by"] == "").all()
+    assert (cons["loo_n_refits"] == 6).all()
+    d = r.reindex(driven)
+    called = d[d["padj"] < FDR]
+    flagged = called[called["loo_n_lost"] > 0]
+    # measured (seed 1): 8 of the 20 driven genes called, 6 flagged, P03 named first in all 6
+    assert len(called) >= 4 and len(flagged) >= 0.5 * len(called), called
+    assert (flagged["loo_driven_by"].str.split(";").str[0] == "P03").all(), flagged
+    assert (flagged["loo_max_pvalue"] > flagged["pvalue"]).all()
+    # genes not called are not checked; the status counts the flagged calls
+    assert r.loc[r["padj"].ge(FDR) | r["padj"].isna(), "loo_n_refits"].isna().all()
+    st = status.iloc[0]
+    assert st["n_loo_flagged"] == int((r["loo_driven_by"] != "").sum()) > 0
+    assert st["leave_one_out"].startswith("leave-one-patient-out: 6 refits of")
+    # the check changes no estimate, p-value or call
+    pd.testing.assert_frame_equal(off.drop(columns=list(compare.LOO_COLUMNS)),
+                                  res.drop(columns=list(compare.LOO_COLUMNS)))
+    assert off["loo_n_refits"].isna().all()
+
+
+def test_leave_one_out_on_two_pairs_is_a_note_not_a_failure():
+    """The tiny demo (2 pairs, min_patients 2): one pair left has no residual df, so no refit
+    can be made; the calls stand, unchecked, and the status says so."""
+    pb, meta, consistent, _ = _one_patient_counts(n_patients=2, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, status = compare.pseudobulk_de(pb, meta, design="on_treatment", response_levels=RL, timepoints=TP,
+                                            min_counts=0, shrink=False, min_patients=2)
+    assert status["status"].iloc[0] == "tested"
+    assert status["leave_one_out"].iloc[0].startswith("leave-one-patient-out not run: P01 (design")
+    assert res["loo_n_refits"].isna().all() and (res["loo_driven_by"] == "").all()
+    # with the default min_patients (3) two pairs are not tested at all, with a status row
+    _, status3 = compare.pseudobulk_de(pb, meta, design="on_treatment", response_levels=RL, timepoints=TP,
+                                       min_counts=0, shrink=False)
+    assert status3["status"].iloc[0] == "not tested: too few patients (all pairs: 2; need 3 per group)"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16 item 10: patients without a response stay in the designs that do not use it
+# ---------------------------------------------------------------------------------------------
+def _meta_unassessed(n_patients=8, unassessed=("P07", "P08")):
+    """Four responders, two non-responders and two patients without a response (blank)."""
+    meta = _meta(n_patients=n_patients, n_responders=4)
+    meta.loc[meta["patient_id"].isin(unassessed), "response"] = ""
+    return meta
+
+
+def test_patients_without_a_response_stay_in_on_treatment_only():
+    meta = _meta_unassessed()
+    kw = dict(response_levels=RL, timepoints=TP, min_patients=2)
+    on = compare.design_matrix(meta, "on_treatment", **kw)
+    assert on.groups == {"all pairs": 8} and on.dropped == "" and "patient[P08]" in on.X.columns
+    base = compare.design_matrix(meta, "baseline", **kw)
+    assert base.groups == {"non_responder": 2, "responder": 4} and base.dropped == "2 patients without a response"
+    inter = compare.design_matrix(meta, "interaction", **kw)
+    assert not inter.X.index.str.startswith(("P07", "P08")).any()
+    assert inter.dropped == "2 patients without a response"
+    per_level = compare.design_matrix(meta.drop("P01_resection"), "on_treatment_responder", **kw)
+    assert per_level.dropped == "2 patients without a response; 1 patients without both baseline and resection"
+    # a third configured level is in no two-level test, and the table says so
+    three = meta.assign(response=meta["response"].replace("", "stable"))
+    assert compare.design_matrix(three, "baseline", response_levels=[*RL, "stable"], timepoints=TP,
+                                 min_patients=2).dropped == "2 patients of other response levels"
+    # a design left with too few patients says who was left out
+    with pytest.raises(compare.NotEstimable, match=re.escape("non_responder: 2; need 3 per group); left out: "
+                                                             "2 patients without a response")):
+        compare.design_matrix(meta, "baseline", response_levels=RL, timepoints=TP)
+
+
+def test_every_comparison_keeps_unassessed_patients_on_treatment():
+    """Composition, DE, signature and proteomics tests all build their designs with
+    design_matrix: the unassessed patients' pairs count in on_treatment and nowhere else."""
+    meta = _meta_unassessed()
+    rng = np.random.default_rng(4)
+    counts = pd.DataFrame(rng.poisson(200, size=(len(meta), 4)), index=meta.index, columns=list("ABCD"))
+    comp = compare.composition_test(counts, meta, design="on_treatment", response_levels=RL, timepoints=TP)
+    assert (comp["patients"] == "all pairs: 8").all() and (comp["status"] == "tested").all()
+    comp_i = compare.composition_test(counts, meta, design="interaction", response_levels=RL, timepoints=TP)
+    assert comp_i["status"].str.startswith("not tested: too few patients (non_responder pairs: 2").all()
+    assert comp_i["status"].str.endswith("left out: 2 patients without a response").all()
+    scores = pd.DataFrame([{"sample_id": s, "cell_type": ct, "signature": sig, "score": rng.normal()}
+                           for s in meta.index for ct in ("T", "B", "M") for sig in ("ifn", "cyto")])
+    sig = compare.signature_tests(scores, meta, design="on_treatment", response_levels=RL, timepoints=TP)
+    assert (sig["patients"] == "all pairs: 8").all()
+    prot = ad.AnnData(2.0 ** rng.normal(20, 1, size=(len(meta), 30)), obs=pd.DataFrame(index=meta.index),
+                      var=pd.DataFrame(index=[f"p{k}" for k in range(30)]))
+    prot.uns["proteomics"] = {"scale": "linear"}
+    pt = compare.protein_test(prot, meta, design="on_treatment", response_levels=RL, timepoints=TP)
+    assert (pt["patients"] == "all pairs: 8").all() and (pt["status"] == "tested").all()
+    base = compare.protein_test(prot, meta, design="baseline", response_levels=RL, timepoints=TP, min_patients=2)
+    assert (base["dropped"] == "2 patients without a response").all() and (base["n_samples"] == 6).all()
+    pb, _, _, _ = _one_patient_counts(n_patients=8, n_genes=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, status = compare.pseudobulk_de(pb, meta, design="on_treatment", response_levels=RL, timepoints=TP,
+                                          min_counts=0, shrink=False, leave_one_out=False)
+    assert status["n_samples"].iloc[0] == 16 and status["patients"].iloc[0] == "all pairs: 8"
+
+
+def test_blank_response_is_allowed_only_when_configured():
+    patients = pd.DataFrame({"patient_id": ["P01", "P02", "P03"], "response": ["responder", "", "non_responder"]})
+    with pytest.raises(InputError, match=r"response\.allow_missing"):
+        sheets.check_patients(patients, response_column="response", response_levels=RL)
+    ok = sheets.check_patients(patients, response_column="response", response_levels=RL, allow_missing=True)
+    assert ok.loc["P02", "response"] == ""
+    with pytest.raises(InputError, match="'maybe', not one of"):  # a value must still be a level
+        sheets.check_patients(patients.replace("", "maybe"), response_column="response", response_levels=RL,
+                              allow_missing=True)
+
+
+def test_enrichment_uses_only_the_genes_tested_in_the_type():
+    """Issue 16 item 2 (part): a gene filtered out in a type is not a statistic of 0 there. Type B
+    tested none of the signature's genes: it gets no enrichment row (it used to get one from
+    zeros); in type A the rows say how many of the signature's genes were tested."""
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(200)]
+    stat_a = rng.normal(size=200)
+    stat_a[:10] += 3  # the signature's genes rise in A
+    de = pd.concat([pd.DataFrame({"design": "on_treatment", "cell_type": "A", "gene": genes, "stat": stat_a}),
+                    pd.DataFrame({"design": "on_treatment", "cell_type": "B", "gene": genes[20:],
+                                  "stat": rng.normal(size=180)})])
+    sigs = {"up": {"genes": genes[:10]}, "other": {"genes": genes[30:45]}}
+    enr = compare.signature_enrichment(de, sigs).set_index(["cell_type", "signature"])
+    assert ("B", "up") not in enr.index and ("B", "other") in enr.index
+    assert enr.loc[("A", "up"), "n_genes"] == 10 and enr.loc[("A", "up"), "score"] > 0
+    assert enr.loc[("A", "up"), "padj"] < 0.01
+    assert enr["test"].str.startswith("exploratory").all()

@@ -877,8 +877,22 @@ def test_merge_samples_on_disk_leaves_no_partial_file(tmp_path, monkeypatch):
         Path(out_file).write_bytes(b"half")
         raise MemoryError("killed")
 
-    monkeypatch.setattr(rna_integrate, "concat_on_disk", dies)
+    monkeypatch.setattr(rna_integrate._cohort, "concat_on_disk", dies)
     (tmp_path / "cohort").mkdir()
     with pytest.raises(MemoryError):
         rna_integrate.merge_samples_on_disk([tmp_path / "s1.h5ad"], tmp_path / "cohort" / "merged.h5ad")
     assert _leftovers(tmp_path / "cohort") == []
+
+
+def test_atomic_write_removes_a_killed_writers_partial_of_the_same_target(tmp_path):
+    """A writer killed mid-way (SIGKILL) leaves a hidden .partial.* file; the rerun's write of the
+    same target removes it, and leaves another target's alone."""
+    from pinnacle import writers
+
+    mine = tmp_path / f"{writers.PARTIAL_PREFIX}12345.0badc0de.table.tsv"
+    other = tmp_path / f"{writers.PARTIAL_PREFIX}12345.0badc0de.other.tsv"
+    mine.write_text("half")
+    other.write_text("half")
+    writers.write_table(pd.DataFrame({"a": [1]}), tmp_path / "table.tsv", sep="\t", index=False)
+    assert (tmp_path / "table.tsv").read_text() == "a\n1\n"
+    assert not mine.exists() and other.exists()

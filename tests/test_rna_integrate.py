@@ -46,6 +46,50 @@ def test_per_sample_hvgs_equal_scanpy_batch_key():
                                   expected["highly_variable_nbatches"].to_numpy())
 
 
+def test_build_cohort_streams_and_normalise_equals_scanpy(tmp_path):
+    """The preallocated stacking gives what anndata's concat gives; the structure-sharing
+    normalisation gives scanpy's normalize_total + log1p, and survives a write and a read."""
+    adata = _batches(n_cells=300, n_genes=200)
+    parts = [adata[adata.obs["sample_id"] == s].copy() for s in adata.obs["sample_id"].cat.categories]
+    parts[1] = parts[1][:, parts[1].var_names[::-1]].copy()  # another gene order in one sample
+    genes = list(adata.var_names[50:150])
+    cohort = rna_integrate.build_cohort(iter(parts), genes=genes)
+    expected = ad.concat([p[:, genes] for p in parts], join="inner", merge="same")
+    assert list(cohort.var_names) == genes and list(cohort.obs_names) == list(expected.obs_names)
+    assert cohort.X.dtype == np.float32 and cohort.X.format == "csr"
+    assert (cohort.X != expected.X).nnz == 0
+    assert isinstance(cohort.obs["sample_id"].dtype, pd.CategoricalDtype)
+
+    ref = cohort.copy()
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    rna_integrate.normalise(cohort, chunk_size=97)  # chunks that do not divide the cells
+    np.testing.assert_allclose(cohort.X.toarray(), ref.X.toarray(), rtol=1e-5, atol=1e-6)
+    assert (cohort.layers["counts"] != expected.X).nnz == 0
+    assert np.shares_memory(cohort.X.indices, cohort.layers["counts"].indices)  # one structure for both matrices
+    cohort.X.sort_indices()
+    cohort.X.eliminate_zeros()
+    assert (cohort.layers["counts"] != expected.X).nnz == 0  # in-place ops on X leave counts alone
+
+    cohort.obsm["X_pca"] = np.zeros((cohort.n_obs, 2), dtype=np.float32)
+    cohort.write_h5ad(tmp_path / "c.h5ad")
+    back = rna_integrate.read_cohort(tmp_path / "c.h5ad")
+    assert np.shares_memory(back.X.indices, back.layers["counts"].indices)
+    np.testing.assert_array_equal(back.X.toarray(), cohort.X.toarray())
+    light = rna_integrate.read_cohort(tmp_path / "c.h5ad", matrices=False)
+    assert light.X is None and list(light.obsm) == ["X_pca"] and light.obs.equals(back.obs)
+
+
+def test_stratified_subsample_keeps_every_batch():
+    groups = np.array(["a"] * 9000 + ["b"] * 900 + ["c"] * 3)
+    rows = rna_integrate.stratified_subsample(groups, 1000, random_state=1)
+    drawn = pd.Series(groups[rows]).value_counts()
+    assert abs(len(rows) - 1000) <= 3 and drawn["a"] == 909 and drawn["b"] == 91 and drawn["c"] == 1
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, rna_integrate.stratified_subsample(groups, 1000, random_state=1))
+    assert len(rna_integrate.stratified_subsample(groups, 0)) == len(groups)
+
+
 # ---- on a simulated cohort with strong planted batch effects ---------------------------------
 
 import pytest  # noqa: E402

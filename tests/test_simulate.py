@@ -640,23 +640,43 @@ def test_write_scdna_wide_and_maxquant(tmp_path):
 
 
 def test_simulate_imports_no_analysis_module():
-    """Every module of the package: pinnacle imports are only the writers and errors; relative
-    imports stay inside the package (``from .x``, never ``from ..x``)."""
+    """Every module of the package: pinnacle imports are only the writers, errors and the
+    cohort's contract (cohort_layout); relative imports stay inside the package (``from .x``,
+    never ``from ..x``)."""
     files = sorted(Path(simulate.__file__).parent.glob("*.py"))
     assert len(files) >= 10, files
     src = "\n".join(f.read_text() for f in files)
     imports = [line.strip() for line in src.splitlines() if line.strip().startswith(("import ", "from "))]
     pinnacle_imports = [line for line in imports if "pinnacle" in line]
     assert all(line in ("from pinnacle import writers", "from pinnacle.errors import InputError")
+               or line.startswith(("from pinnacle.cohort_layout import ", "from pinnacle import cohort_layout "))
                for line in pinnacle_imports), pinnacle_imports
     assert not [line for line in imports if line.startswith("from ..")]
 
 
+def test_no_analysis_module_imports_the_simulator():
+    """Only the truth check and the benchmark cohorts may import the simulator; the run reads a
+    simulated cohort through pinnacle.cohort_layout (a stage cannot peek at the answer)."""
+    root = Path(simulate.__file__).parents[1]
+    allowed = {"benchmarks.py", "truth_check"}
+    def imports_simulator(line: str) -> bool:
+        line = line.strip()
+        if not line.startswith(("import ", "from ")):
+            return False
+        return "pinnacle.simulate" in line or (line.startswith("from pinnacle import")
+                                               and "simulate" in line.split(" import ", 1)[1])
+
+    offenders = [str(f.relative_to(root)) for f in sorted(root.rglob("*.py"))
+                 if f.relative_to(root).parts[0] not in allowed | {"simulate"}
+                 and any(imports_simulator(line) for line in f.read_text().splitlines())]
+    assert not offenders, offenders
+
+
 # ------------------------------------------------------------------------------------------
-# truth/ layout (pinnacle.simulate.layout): one place for the writer and every reader
+# truth/ layout (pinnacle.cohort_layout): one place for the writer and every reader
 # ------------------------------------------------------------------------------------------
 def test_layout_names_every_truth_file(cohort, calib):
-    from pinnacle.simulate import layout
+    from pinnacle import cohort_layout as layout
 
     out, res = cohort
     truth = Path(layout.truth_dir(out))
@@ -683,9 +703,9 @@ def test_layout_names_every_truth_file(cohort, calib):
 
 def test_workflow_takes_truth_paths_from_layout():
     """No rule file or adapter spells a path inside the truth folder by hand: they ask
-    pinnacle.simulate.layout (imported by common.smk as ``truth_layout``; the other rule files
+    pinnacle.cohort_layout (imported by common.smk as ``truth_layout``; the other rule files
     share its namespace)."""
-    from pinnacle.simulate import layout
+    from pinnacle import cohort_layout as layout
 
     rules = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
     scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
@@ -697,7 +717,7 @@ def test_workflow_takes_truth_paths_from_layout():
         code = code.replace("results/truth/", "").replace("logs/truth/", "").replace("benchmarks/truth/", "")
         assert not by_hand.findall(code), (f.name, by_hand.findall(code))
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert "from pinnacle.simulate import layout as truth_layout" in common
+    assert "from pinnacle import cohort_layout as truth_layout" in common
     assert "truth_layout.truth_file(RUN.truth, name)" in common  # every truth input of the check
     config = (ROOT / "src" / "pinnacle" / "config.py").read_text()
     assert "truth_dir(outdir)" in config and "twin_path(self.truth, sample)" in config

@@ -4,11 +4,15 @@ One demo-mode run (the cohort written by the workflow itself), then the same fil
 "real data" through the sample sheets, plus lint, dry-run, report, and bad-sheet behaviour.
 """
 
+import gzip
+import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -18,27 +22,22 @@ import pytest
 import yaml
 
 from pinnacle import compare
+from pinnacle.config import merge as merge_config
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """Nested update, as snakemake merges a --configfile into the default config."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _config(workdir: Path, *, test_config: str = "config_demo", **override) -> Path:
     """config/config.yaml with a .test/ overlay (the tiny demo, or real-data mode on sheets) and
     top-level overrides, written into the working directory."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg = _merge(cfg, yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))
+    cfg = merge_config(cfg, yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))
     if test_config != "config_demo":
-        cfg = _merge(cfg, yaml.safe_load((REPO / ".test" / test_config / "config.yaml").read_text()))
+        cfg = merge_config(cfg, yaml.safe_load((REPO / ".test" / test_config / "config.yaml").read_text()))
         shutil.copytree(REPO / ".test" / test_config, workdir / test_config, dirs_exist_ok=True)
     for key, value in override.items():
         cfg[key] = value
@@ -55,6 +54,106 @@ def _run(workdir: Path, configfile: Path, *args: str, check: bool = True) -> sub
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def _run_and_kill(workdir: Path, configfile: Path, *args: str, timeout: float = 1200) -> list[str]:
+    """Start a run in a process group of its own and SIGKILL the whole group (snakemake and every
+    job) once a job has finished and a qc_sample job is half-way (its figure written, its last
+    output not yet): an interrupted run whose outputs are partly on disk. Returns the samples
+    whose qc_sample was cut short."""
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                       "--configfile", str(configfile), *args]
+    log = workdir / "killed_run.log"
+    res = workdir / "results"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+                                env=dict(os.environ, PYTHONHASHSEED="0"))
+    half: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            half = [p.stem for p in (res / "figures" / "qc").glob("*.png")  # not a writer's .partial.*
+                    if not p.name.startswith(".") and not (res / "rna" / p.stem / "prot.h5ad").exists()]
+            if half and "Finished jobid" in log.read_text(errors="ignore"):
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{log.read_text()[-4000:]}"
+    assert half, f"no qc_sample job caught half-way:\n{log.read_text()[-4000:]}"
+    return half
+
+
+def _digests(root: Path, patterns) -> dict[str, str]:
+    """sha256 of every file under ``root`` matching one of the glob ``patterns``."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for pattern in patterns for p in sorted(root.glob(pattern)) if p.is_file()}
+
+
+def _how_much(a: Path, b: Path) -> str:
+    """How two versions of a table differ: lines, and the largest difference of a number."""
+    if a.suffix == ".h5ad":
+        return "h5ad bytes differ"
+    read = (lambda p: gzip.open(p, "rt").read()) if a.suffix == ".gz" else (lambda p: p.read_text())
+    la, lb = read(a).splitlines(), read(b).splitlines()
+    what = f"{sum(x != y for x, y in zip(la, lb)) + abs(len(la) - len(lb))} of {max(len(la), len(lb))} lines"
+    ta, tb = pd.read_csv(a, sep="\t"), pd.read_csv(b, sep="\t")
+    if ta.shape == tb.shape and list(ta.columns) == list(tb.columns):
+        num = ta.select_dtypes("number").columns.intersection(tb.select_dtypes("number").columns)
+        if len(num):
+            diff = (ta[num] - tb[num]).abs().max().max()
+            what += f", max |difference| {diff:.3g}"
+    return what
+
+
+def _differing_files(clean: Path, other: Path, patterns) -> tuple[int, list[str]]:
+    """The files matching ``patterns`` in two working directories: how many, and those missing
+    from one or not byte-identical, each with how much they differ."""
+    da, db = _digests(clean, patterns), _digests(other, patterns)
+    differ = [f"{f}: only in {'the clean run' if f in da else 'the other run'}" for f in sorted(set(da) ^ set(db))]
+    differ += [f"{f}: {_how_much(clean / f, other / f)}" for f in sorted(set(da) & set(db)) if da[f] != db[f]]
+    return len(set(da) | set(db)), differ
+
+
+def _differing_arrays(a: ad.AnnData, b: ad.AnnData, obsm=(), obs=()) -> list[str]:
+    """The obsm arrays and obs columns that are not identical in two AnnData, with how much."""
+    if list(a.obs_names) != list(b.obs_names):
+        return ["obs_names"]
+    differ = []
+    for key in obsm:
+        x, y = np.asarray(a.obsm[key]), np.asarray(b.obsm[key])
+        if not np.array_equal(x, y, equal_nan=True):
+            differ.append(f"obsm[{key}]: max |difference| {np.nanmax(np.abs(x - y)):.3g}")
+    for key in obs:
+        x, y = a.obs[key].astype(str).to_numpy(), b.obs[key].astype(str).to_numpy()
+        if (x != y).any():
+            differ.append(f"obs[{key}]: {(x != y).sum()} of {len(x)} cells")
+    return differ
+
+
+# What the demo run and the sheets run (.test/config_sheets) compute from the same files with
+# the same settings (the sheets give the demo's doublet rate), in tables, h5ad and figures:
+# per-sample QC, HVG statistics and the cohort's genes and cells, CITE-seq DSB per sample, scDNA
+# copy number per sample, clones per patient and the cohort's clone tables, and bulk proteomics
+# read in. The rest differs by design: Harmony clusters, a CellTypist model and a correction
+# label, one design.
+SHARED_OUTPUTS = (
+    "results/rna/*/cells.tsv.gz", "results/rna/*/qc.tsv", "results/rna/*/rna.h5ad", "results/rna/*/prot.h5ad",
+    "results/rna/*/hvg_stats.tsv", "results/rna/qc_summary.tsv",
+    "results/cohort/hvg.tsv", "results/cohort/rna.h5ad", "results/cohort/cells.tsv.gz",
+    "results/cohort/rna_counts.h5ad",
+    "results/protein/*/tag_qc.tsv", "results/protein/*/prot_norm.h5ad",
+    "results/dna/*/cell_qc.tsv", "results/dna/*/copy_number.h5ad",
+    "results/cnv/*/clones.h5ad", "results/cnv/*/consensus.tsv", "results/cnv/*/tree.tsv",
+    "results/cnv/*/clone_fractions.tsv", "results/cnv/*/status.tsv",
+    "results/tables/cnv_cell_qc.tsv", "results/tables/clone_fractions.tsv", "results/tables/clone_trees.tsv",
+    "results/tables/cnv_clone_status.tsv", "results/tables/clone_dynamics_shares.tsv",
+    "results/proteomics/proteomics.h5ad",
+    "results/figures/qc/*.png", "results/figures/qc_summary.png", "results/figures/protein/*_tag_qc.png",
+    "results/figures/cnv/*_heatmap.png", "results/figures/cnv/*_consensus.png", "results/figures/clone_fractions.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +309,9 @@ def test_rerun_is_noop_and_dryrun_lint_report(demo_run):
 
 
 def test_sheets_run_as_real_data(demo_run, tmp_path):
-    """The demo's own files, given through the sheets, go through the non-demo path."""
+    """The demo's own files, given through the sheets, go through the non-demo path. The run is
+    killed (SIGKILL to its process group) mid-way and resumed with --rerun-incomplete (issue 19
+    item 4), and what it shares with the clean demo run is identical (items 4 and 5)."""
     workdir, _ = demo_run
     real = tmp_path / "real"
     shutil.copytree(workdir / "demo", real / "demo")
@@ -230,7 +331,33 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     (real / "corrections.tsv").write_text(f"cell_id\tcell_type\treason\n{corrected}\tmast\tchecked by hand\n")
     annotation["corrections"] = "corrections.tsv"
     cfg = _config(real, test_config="config_sheets", annotation=annotation)
-    _run(real, cfg, "--cores", "2")
+    # Killed once a job has finished and a qc_sample job has written part of its outputs; the
+    # killed run's lock is lifted and the resumed run reruns the incomplete jobs (--rerun-incomplete
+    # is also in profiles/default) and finishes.
+    started = time.perf_counter()
+    half = _run_and_kill(real, cfg, "--cores", "2")
+    killed_at = time.perf_counter() - started
+    assert not (real / "results" / "truth_check.tsv").exists()
+    _run(real, cfg, "--unlock")
+    resumed = time.perf_counter()
+    _run(real, cfg, "--cores", "2", "--rerun-incomplete")
+    timings = {"killed after": killed_at, "unlock": resumed - started - killed_at,
+               "resume": time.perf_counter() - resumed}
+    # no temporary file of a killed writer is left (pinnacle.writers.atomic_path)
+    assert not sorted((real / "results").rglob(".partial.*")), sorted((real / "results").rglob(".partial.*"))
+    # The resumed run's tables equal the clean demo run's wherever the two configurations agree,
+    # to the byte; and the stages both run on the same cells (PCA, Harmony, the unintegrated
+    # UMAP) give the same embeddings in the two runs' integrate jobs.
+    compared = time.perf_counter()
+    n_files, differ = _differing_files(workdir, real, SHARED_OUTPUTS)
+    assert n_files >= 70 and not differ, "\n".join(differ)
+    demo_int = ad.read_h5ad(workdir / "results" / "cohort" / "integrated.h5ad", backed="r")
+    real_int = ad.read_h5ad(real / "results" / "cohort" / "integrated.h5ad", backed="r")
+    differ = _differing_arrays(demo_int, real_int, obsm=("X_pca", "X_harmony", "X_umap_pca"), obs=("sample_id",))
+    assert not differ, differ
+    timings["comparison"] = time.perf_counter() - compared
+    sys.stderr.write(f"\nkilled with {', '.join(half)} half-way; {n_files} files identical to the clean run; "
+                     + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + "\n")
     table = pd.read_csv(real / "results" / "truth_check.tsv", sep="\t")
     assert table["pass"].all(), table.to_string()
     # compare.cell_types is empty here: every type found after annotation (read at the checkpoint
@@ -248,6 +375,29 @@ def test_sheets_run_as_real_data(demo_run, tmp_path):
     assert labels.loc[corrected, ["cell_type", "cell_type_auto", "annotation_corrected"]].tolist() == \
         ["mast", "B_naive", "checked by hand"]
     assert (labels["annotation_corrected"].fillna("") != "").sum() == 1
+
+
+def test_neighbours_umap_and_leiden_reproduce(demo_run):
+    """Issue 19 item 5 where one run cannot show it: the demo run's integrated embedding (scVI),
+    clustered again in this process with the run's seed, gives the integrate job's neighbour
+    graph, UMAP and Leiden clusters exactly (scVI itself: docs/reliability.md)."""
+    from pinnacle import rna_integrate as ri
+
+    workdir, cfg = demo_run
+    settings = yaml.safe_load(cfg.read_text())
+    job = ad.read_h5ad(workdir / "results" / "cohort" / "integrated.h5ad", backed="r")
+    started = time.perf_counter()
+    rep = job.uns["integration"]["embedding"]
+    again = ad.AnnData(obs=pd.DataFrame(index=job.obs_names.copy()), obsm={rep: np.asarray(job.obsm[rep])})
+    resolutions = settings["integration"]["leiden_resolutions"]
+    ri.cluster(again, use_rep=rep, resolutions=resolutions, n_neighbors=settings["integration"]["n_neighbors"],
+               random_state=settings["seed"])
+    differ = _differing_arrays(job, again, obsm=("X_umap",), obs=[f"leiden_{r}" for r in resolutions])
+    graph = abs(job.obsp["connectivities"] - again.obsp["connectivities"])
+    if graph.nnz:
+        differ.append(f"obsp[connectivities]: {graph.nnz} entries, max |difference| {graph.max():.3g}")
+    assert not differ, differ
+    sys.stderr.write(f"\n{rep} clustered again: identical, {time.perf_counter() - started:.0f} s\n")
 
 
 def test_bad_sheet_stops_before_any_job(demo_run, tmp_path):
@@ -281,9 +431,9 @@ def test_bad_corrections_stop_before_any_job(tmp_path):
 def test_test_sheets_describe_the_tiny_demo():
     """.test/config_sheets lists the tiny demo's own files (.test/config_demo), so real-data mode
     runs on what the demo run wrote."""
-    from pinnacle.simulate import cohort_sheets
+    from pinnacle.cohort_layout import cohort_sheets
 
-    cfg = _merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+    cfg = merge_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                  yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))["demo"]
     samples, patients = cohort_sheets(cfg["outdir"], n_patients=cfg["n_patients"],
                                       n_responders=cfg["n_responders"], seed=cfg["seed"])
@@ -294,7 +444,7 @@ def test_test_sheets_describe_the_tiny_demo():
 
 def test_shipped_sheets_describe_the_default_demo():
     """config/samples.tsv and patients.tsv are the demo's own sheets: a template that runs."""
-    from pinnacle.simulate import cohort_sheets
+    from pinnacle.cohort_layout import cohort_sheets
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]
     samples, patients = cohort_sheets(cfg["outdir"], n_patients=cfg["n_patients"],
@@ -303,3 +453,32 @@ def test_shipped_sheets_describe_the_default_demo():
     shipped_p = pd.read_csv(REPO / "config" / "patients.tsv", sep="\t", dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(shipped_s, samples.astype(str), check_dtype=False)
     pd.testing.assert_frame_equal(shipped_p, patients.astype(str), check_dtype=False)
+
+
+def test_report_has_one_captioned_entry_per_declared_result(demo_run):
+    """Every `report(...)` output the rules declare and the run made is one entry of the HTML
+    report, with its caption rendered (what a reader sees under the figure or table)."""
+    import json
+
+    workdir, cfg = demo_run
+    html_path = workdir / "results" / "report.html"
+    if not html_path.exists():
+        _run(workdir, cfg, "--report", "results/report.html")
+    html = html_path.read_text(errors="ignore")
+    entries = json.loads(re.search(r"var results = (\{.*?\});\s*</script>", html, re.S).group(1))
+    declared = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for path, caption in re.findall(r'report\(\s*"([^"]+)"\s*,\s*caption="([^"]+)"', smk.read_text()):
+            assert (smk.parent / caption).resolve().is_file(), f"{smk.name}: caption {caption} is missing"
+            declared[path] = re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(path)) + "$")
+    assert len(declared) >= 40, sorted(declared)
+    made = {str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*") if p.is_file()}
+    expected = {f for f in made for pattern in declared.values() if pattern.match(f)}
+    assert "results/tables/run_summary.tsv" in expected and "results/figures/umap_cell_types.png" in expected
+    assert set(entries) == expected, (f"declared and made, not in the report: {sorted(expected - set(entries))}; "
+                                      f"in the report, not declared: {sorted(set(entries) - expected)}")
+    uncaptioned = [path for path, entry in entries.items()
+                   if len(re.sub(r"<[^>]+>|\s+", " ", entry.get("caption") or "").strip()) < 40]
+    assert not uncaptioned, f"entries without a caption: {uncaptioned}"
+    for path, entry in entries.items():
+        assert entry["labels"], f"{path}: no labels (the report's table of results shows none)"

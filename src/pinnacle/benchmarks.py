@@ -1,13 +1,11 @@
-"""Collect Snakemake ``benchmark:`` files into one table of time and peak memory per job, and
-build analysis-ready simulated cohorts for benchmarks (``tools/``) and tests.
+"""Time and peak memory per rule from Snakemake's ``benchmark:`` files (``tools/bench.py``,
+``make bench``), and analysis-ready simulated cohorts for benchmarks and tests.
 
-Usage: ``python -m pinnacle.benchmarks benchmarks/ results/benchmarks.tsv`` (``make bench``).
-Speed and memory are measured here, from real runs, never in timed unit tests.
+Speed and memory are measured from real runs, never in timed unit tests.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -35,8 +33,9 @@ def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_pe
     -------
     The cohort object and the truth cell table (``cell_id`` a column).
     """
+    from pinnacle import cohort_layout as layout
     from pinnacle import io, rna_integrate
-    from pinnacle.simulate import layout, simulate_cohort
+    from pinnacle.simulate import simulate_cohort
 
     outdir = Path(outdir)
     simulate_cohort(outdir, n_patients=n_patients, n_responders=max(1, n_patients // 2),
@@ -59,55 +58,33 @@ def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_pe
     return adata, truth.reset_index()
 
 
-def collect(root: str | Path) -> pd.DataFrame:
-    """One row per benchmark file: job (path below ``root``), seconds, peak RSS in MB.
+def per_rule(bench_dir: str | Path, *, since: float = 0.0) -> pd.DataFrame:
+    """Jobs, summed and slowest seconds and peak RSS per rule from a run's ``benchmark:`` files.
 
     Parameters
     ----------
-    root
-        The ``benchmarks/`` folder of a run (searched recursively for ``*.tsv``).
+    bench_dir
+        The ``benchmarks/`` folder of a run (searched recursively for ``*.tsv``; the file stem
+        is the rule).
+    since
+        Only files written after this POSIX time (a rerun's jobs alone).
 
     Returns
     -------
-    ``job``, ``seconds``, ``max_rss_mb``, ``cpu_time``, slowest job first.
+    ``rule``, ``jobs``, ``seconds`` (summed), ``slowest_job_s``, ``max_rss_mb``; slowest rule
+    first.
     """
-    root = Path(root)
     rows = []
-    for path in sorted(root.rglob("*.tsv")):
+    for path in sorted(Path(bench_dir).rglob("*.tsv")):
+        if path.stat().st_mtime < since:
+            continue
         df = pd.read_csv(path, sep="\t")
         if df.empty or "s" not in df:
             continue
         rec = df.iloc[-1]
-        rows.append({"job": path.relative_to(root).with_suffix("").as_posix(), "seconds": float(rec["s"]),
-                     "max_rss_mb": float(rec.get("max_rss", float("nan"))),
-                     "cpu_time": float(rec.get("cpu_time", float("nan")))})
-    table = pd.DataFrame(rows, columns=["job", "seconds", "max_rss_mb", "cpu_time"])
-    return table.sort_values("seconds", ascending=False, ignore_index=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: write :func:`collect`'s table and print the slowest jobs.
-
-    Parameters
-    ----------
-    argv
-        ``[BENCHMARK_DIR, OUT.tsv]``; default ``sys.argv[1:]``.
-
-    Returns
-    -------
-    The exit status (2 on a usage error).
-    """
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m pinnacle.benchmarks BENCHMARK_DIR OUT.tsv", file=sys.stderr)
-        return 2
-    table = collect(argv[0])
-    Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(argv[1], sep="\t", index=False)
-    print(table.head(20).to_string(index=False))
-    print(f"total job seconds: {table['seconds'].sum():.0f}; peak RSS: {table['max_rss_mb'].max():.0f} MB")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        rows.append({"rule": path.stem, "seconds": float(rec["s"]),
+                     "max_rss_mb": float(rec.get("max_rss", float("nan")))})
+    df = pd.DataFrame(rows, columns=["rule", "seconds", "max_rss_mb"])
+    return (df.groupby("rule").agg(jobs=("seconds", "size"), seconds=("seconds", "sum"),
+                                   slowest_job_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max"))
+            .sort_values("seconds", ascending=False).reset_index())

@@ -22,10 +22,10 @@ import pandas as pd
 import yaml
 
 from pinnacle import sheets
+from pinnacle.cohort_layout import CELLS, cohort_sheets, truth_dir, twin_path
 from pinnacle.errors import InputError
-from pinnacle.simulate.layout import CELLS, truth_dir, twin_path
 
-__all__ = ["Run", "load", "resource_path", "RESOURCE_KEYS"]
+__all__ = ["Run", "load", "merge", "resource_path", "RESOURCE_KEYS"]
 
 #: config keys that name a curated resource shipped in ``resources/`` (resolved by resource_path)
 RESOURCE_KEYS = (("annotation", "markers"), ("annotation", "protein_markers"), ("annotation", "states"),
@@ -164,9 +164,24 @@ def _validate_rows(df: pd.DataFrame, schema: Path, where: str, section: str) -> 
                              f"see config/README.md, section '{section}'.")
 
 
-def _demo_sheets(cfg: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    from pinnacle.simulate import cohort_sheets
+def merge(base: Mapping, over: Mapping) -> dict:
+    """``over`` laid on ``base`` key by key at every depth, as Snakemake merges a
+    ``--configfile`` into the default config (tests and tools build run configs with it).
 
+    Parameters
+    ----------
+    base
+        The default config (``config/config.yaml``).
+    over
+        The overlay; its values win, nested mappings are merged.
+    """
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def _demo_sheets(cfg: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     demo = cfg["demo"]
     samples, patients = cohort_sheets(demo["outdir"], n_patients=demo["n_patients"],
                                       n_responders=demo["n_responders"], seed=demo["seed"])
@@ -190,7 +205,8 @@ def _load_sheets(cfg: Mapping, schemas: Path) -> tuple[pd.DataFrame, pd.DataFram
     _validate_rows(patients, schemas / "patients.schema.yaml", str(patient_path), "Patient sheet")
     response = cfg["response"]
     patients = sheets.check_patients(patients, response_column=response["column"],
-                                     response_levels=response["levels"], path=patient_path)
+                                     response_levels=response["levels"], path=patient_path,
+                                     allow_missing=response["allow_missing"])
     samples = sheets.check_samples(samples, patients, timepoints=cfg["timepoints"], pending=pending,
                                    path=sample_path)
     return sheets.annotate_samples(samples, patients, response_column=response["column"]), patients

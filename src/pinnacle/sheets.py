@@ -63,9 +63,11 @@ def read_sheet(path: str | Path, *, kind: str, required: Sequence[str]) -> pd.Da
     return df
 
 
-def check_patients(patients: pd.DataFrame, *, response_column: str,
-                   response_levels: Sequence[str], path: str | Path = "patients.tsv") -> pd.DataFrame:
-    """Unique patient ids, and a response from the configured levels for each.
+def check_patients(patients: pd.DataFrame, *, response_column: str, response_levels: Sequence[str],
+                   path: str | Path = "patients.tsv", allow_missing: bool = False) -> pd.DataFrame:
+    """Unique patient ids, and a response from the configured levels for each (or a blank, when
+    ``allow_missing``: a patient not yet assessed or not evaluable still counts in the designs
+    that do not use the response).
 
     Parameters
     ----------
@@ -77,6 +79,9 @@ def check_patients(patients: pd.DataFrame, *, response_column: str,
         Allowed responses (``response.levels``).
     path
         The sheet's name, for messages.
+    allow_missing
+        An empty response cell is allowed (``response.allow_missing``); any other value must still
+        be a configured level.
 
     Returns
     -------
@@ -92,10 +97,14 @@ def check_patients(patients: pd.DataFrame, *, response_column: str,
                          f"patient_id '{patients['patient_id'].iloc[i]}' appears twice.",
                          "keep one row per patient.")
     for i, (pid, resp) in enumerate(zip(patients["patient_id"], patients[response_column])):
+        if resp == "" and allow_missing:
+            continue
         if resp == "":
             raise InputError(f"{path}, line {_line(i)}",
                              f"patient '{pid}' has no response in column '{response_column}'.",
-                             f"fill it with one of {list(response_levels)}, or remove the patient.")
+                             f"fill it with one of {list(response_levels)}, remove the patient, or set "
+                             "response.allow_missing: true to keep patients without a response in the "
+                             "designs that do not use it (on_treatment).")
         if resp not in response_levels:
             raise InputError(f"{path}, line {_line(i)}",
                              f"patient '{pid}' has response '{resp}', not one of {list(response_levels)}.",

@@ -23,6 +23,7 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -54,8 +55,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     and its name ends with the target's name, so writers that go by the extension (pandas'
     compression, matplotlib's format, ``.h5ad``) behave as for the target. A reader, or a rerun,
     therefore sees the whole file or none; a killed process (SIGKILL, out of memory) can leave
-    only a hidden ``.partial.*`` file, never a target that looks complete. A target that existed
-    before is left as it was when the write fails.
+    only a hidden ``.partial.*`` file, never a target that looks complete; the next write of the
+    same target (the rerun of the killed job) removes what such a writer left, as one job writes
+    a target at a time. A target that existed before is left as it was when the write fails.
 
     Parameters
     ----------
@@ -69,15 +71,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    stale = re.compile(rf"{re.escape(PARTIAL_PREFIX)}\d+\.[0-9a-f]{{8}}\.{re.escape(path.name)}")
+    for old in path.parent.glob(f"{PARTIAL_PREFIX}*"):  # left by a writer of this target killed before
+        if stale.fullmatch(old.name):
+            _remove(old)
     tmp = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists() or tmp.is_symlink():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, **to_csv) -> None:

@@ -49,6 +49,7 @@ rule integration_metrics:
                       category="2. Integration", labels={"figure": "integration metrics"}),
     params:
         batch_key=CFG["integration"]["batch_key"],
+        max_cells=CFG["integration"]["metrics_cells"],
         seed=CFG["seed"],
     log:
         "logs/cohort/integration_metrics.log",

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from pinnacle import compare as _compare  # noqa: E402
 from pinnacle import config as _config  # noqa: E402
-from pinnacle.simulate import layout as truth_layout  # noqa: E402  (the truth/ folder's file names)
+from pinnacle import cohort_layout as truth_layout  # noqa: E402  (the truth/ folder's file names)
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 RUN = _config.load(config, workflow.basedir)
@@ -35,6 +35,15 @@ def get_rna(wildcards):
 def get_rna_raw(wildcards):
     raw = RUN.samples.loc[wildcards.sample, "rna_raw"]
     return [raw] if raw else []
+
+
+def qc_mem_mb(wildcards, attempt):
+    """qc_sample's memory from its filtered matrix's size on disk (a 5,000-cell simulated sample,
+    ~10 MB, peaked at 1.8 GiB; the peak grows with cells), doubled on each retry."""
+    path = Path(get_rna(wildcards))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else \
+        (path.stat().st_size if path.exists() else 0)
+    return int(max(4000, 1500 + 120 * size / 2**20) * attempt)
 
 
 def get_dna(wildcards):
@@ -127,6 +136,7 @@ def get_final_output():
     out += ["results/tables/composition_tests.tsv", "results/tables/signature_tests.tsv",
             "results/tables/signature_enrichment.tsv"]
     out += expand("results/tables/de/{design}.tsv", design=RUN.designs)
+    out += ["results/cohort/cellxgene.h5ad", "results/tables/run_summary.tsv"]
     if RUN.truth:
         out.append("results/truth_check.tsv")
     return out

@@ -75,6 +75,8 @@ rule composition:
 
 # Pseudobulk DE: one job per design x cell type (pydeseq2 is ~15 ms per gene and fit on one core,
 # so a design over every type of a trial is hours in one job; a cluster runs these side by side).
+# Each call is refitted without each patient in turn (compare.leave_one_out): one refit of the
+# called genes per patient, nothing for a type without calls.
 # {cell_type} is compare.cell_type_file_name of the label; the tables keep the label itself.
 rule pseudobulk_de_cell_type:
     input:
@@ -85,6 +87,7 @@ rule pseudobulk_de_cell_type:
     params:
         meta=RUN.compare_meta(),
         de=DE_SETTINGS,
+        leave_one_out=CFG["compare"]["leave_one_out"],
         listed=de_listed_cell_type,
         response_levels=CFG["response"]["levels"],
         timepoints=CFG["timepoints"],

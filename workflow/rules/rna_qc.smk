@@ -22,7 +22,7 @@ rule qc_sample:
         "benchmarks/rna/{sample}/qc_sample.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=qc_mem_mb,
     conda:
         "../../envs/pinnacle.yaml"
     script:

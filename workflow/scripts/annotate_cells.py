@@ -9,7 +9,7 @@ import anndata as ad  # noqa: E402
 from pinnacle import annotate, compare, rna_integrate, writers  # noqa: E402
 
 cfg = snakemake.params.annotation
-adata = ad.read_h5ad(snakemake.input.h5ad)
+adata = rna_integrate.read_cohort(snakemake.input.h5ad)
 markers = annotate.load_markers(snakemake.input.markers)
 states = compare.load_signatures(snakemake.input.states)
 cluster_key = f"leiden_{cfg['cluster_resolution']}"

@@ -2,18 +2,21 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # line by line: `tail -f` shows progress
 
-import anndata as ad  # noqa: E402
+import logging  # noqa: E402
 
 from pinnacle import rna_integrate as ri  # noqa: E402
 from pinnacle import writers  # noqa: E402
 
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+logging.getLogger("pinnacle").setLevel(logging.INFO)  # scVI's progress lines (pinnacle.progress)
 cfg = snakemake.params.integration
-adata, model = ri.integrate(ad.read_h5ad(snakemake.input.h5ad), method=cfg["method"], compare=cfg["compare"],
+adata, model = ri.integrate(ri.read_cohort(snakemake.input.h5ad), method=cfg["method"], compare=cfg["compare"],
                             batch_key=cfg["batch_key"], scvi_options=cfg["scvi"],
                             resolutions=cfg["leiden_resolutions"], n_neighbors=cfg["n_neighbors"],
-                            random_state=snakemake.params.seed, n_threads=snakemake.threads)
+                            random_state=snakemake.params.seed, n_threads=snakemake.threads,
+                            unintegrated_cells=cfg["unintegrated_cells"])
 model_dir = Path(snakemake.output.model)
 model_dir.mkdir(parents=True, exist_ok=True)
 if model is not None:

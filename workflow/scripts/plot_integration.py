@@ -3,12 +3,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import anndata as ad  # noqa: E402
 
 from pinnacle import rna_integrate as ri  # noqa: E402
 from pinnacle import writers  # noqa: E402
 
-adata = ad.read_h5ad(snakemake.input.h5ad)
+adata = ri.read_cohort(snakemake.input.h5ad, matrices=False)
 method = adata.uns["integration"]["method"]
 fig = ri.plot_embeddings(adata, bases={"unintegrated (PCA)": "X_umap_pca", f"integrated ({method})": "X_umap"},
                          colors=[snakemake.params.batch_key, "timepoint", snakemake.params.leiden])

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # line by line: `tail -f` shows progress
 
 import logging  # noqa: E402
 
@@ -11,7 +11,7 @@ import torch  # noqa: E402
 
 from pinnacle import protein, writers  # noqa: E402
 
-logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 model_dir = Path(snakemake.output.model)

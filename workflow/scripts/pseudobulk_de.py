@@ -12,8 +12,8 @@ from pinnacle import compare, writers  # noqa: E402
 
 def read(path):
     # Names stay text ("NA" is a gene or a cell type, not a missing value); floats read back exactly.
-    return pd.read_csv(path, sep="\t", dtype={"cell_type": str, "gene": str}, keep_default_na=False,
-                       na_values=[""], float_precision="round_trip")
+    return pd.read_csv(path, sep="\t", dtype={"cell_type": str, "gene": str, "loo_driven_by": str},
+                       keep_default_na=False, na_values=[""], float_precision="round_trip")
 
 
 p, design, out = snakemake.params, snakemake.wildcards.design, snakemake.output

@@ -15,7 +15,8 @@ pb = compare.cell_type_pseudobulks(pb, cell_type)
 res, status = compare.pseudobulk_de(
     pb, meta, design=wc.design, response_levels=p.response_levels, timepoints=p.timepoints,
     covariates=cfg["covariates"], cell_types=[cell_type], min_cells=cfg["min_cells"], min_counts=cfg["min_counts"],
-    min_patients=cfg["min_patients"], alpha=cfg["fdr"], shrink=cfg["shrink_lfc"], n_cpus=snakemake.threads)
+    min_patients=cfg["min_patients"], alpha=cfg["fdr"], shrink=cfg["shrink_lfc"],
+    leave_one_out=p.leave_one_out, n_cpus=snakemake.threads)
 writers.write_table(res, snakemake.output.table, sep="\t", index=False)
 writers.write_table(status, snakemake.output.status, sep="\t", index=False)
 print(status.to_string(), file=sys.stderr)

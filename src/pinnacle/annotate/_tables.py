@@ -149,16 +149,21 @@ def plot_state_scores(obs: pd.DataFrame, *, states: Iterable[str], groupby: str 
                             patch_artist=True)
             for box in bp["boxes"]:
                 box.set_facecolor(colours[j % len(colours)])
-            ax.plot([], [], "s", color=colours[j % len(colours)], label=f"{split}: {lev}")
-        ax.set_ylabel(f"{state}\nscore")
+        # score_genes: mean log1p expression of the state's genes minus that of control genes
+        ax.set_ylabel(f"{state} score\n(log1p expr. -\ncontrol genes)", fontsize=8)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right", frameon=False)
     if not states:
         axes[0, 0].text(0.5, 0.5, "no state could be scored (too few of its genes in the data)",
                         ha="center", va="center")
         axes[0, 0].set_axis_off()
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / figsize[1]))
+    if states:  # one key for every panel, above them (never over a box)
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(color=colours[j % len(colours)], label=f"{split}: {lev}")
+                            for j, lev in enumerate(levels)],
+                   loc="upper center", ncol=len(levels), fontsize=8, frameon=False)
     return fig
 
 

@@ -12,8 +12,9 @@ one with 500. The designs:
   the last coefficient asks whether the on-treatment change differs between response groups
   (response itself is absorbed by the patient terms).
 
-Patients missing a timepoint enter ``baseline`` and are dropped from the paired designs; each
-table says how many patients each group kept.
+Patients missing a timepoint enter ``baseline`` and are dropped from the paired designs;
+patients without a response level enter ``on_treatment`` and are left out of the designs that
+use the response; each table says how many patients each group kept and who was left out.
 
 Libraries: decoupler makes the pseudobulks, filters genes (edgeR's filterByExpr rule) and runs
 the enrichment (ulm); pydeseq2 tests DE with apeGLM-style shrunken fold changes; statsmodels fits
@@ -29,14 +30,15 @@ as independent would overstate the evidence.
 Modules (private, behind this public namespace): ``_design`` (sample metadata, design matrices),
 ``_moderation`` (least squares with moderated variances, BH), ``_limma`` (the limma port:
 fitFDist, fitFDistRobustly, fitFDistUnequalDF1, squeezeVar), ``_limma_numerics`` (the R
-routines it calls), ``_de`` (pseudobulks, pydeseq2 DE per cell type, per-type file names, result
-tables), ``_composition`` (composition test), ``_proteomics`` (bulk proteomics test),
+routines it calls), ``_de`` (pseudobulks, pydeseq2 DE per cell type with a leave-one-patient-out check of each call,
+per-type file names, result tables), ``_composition`` (composition test), ``_proteomics`` (bulk proteomics test),
 ``_signatures`` (signature file, scores, tests, enrichment), ``_figures`` (plots).
 """
 
 from ._composition import NON_IMMUNE_LINEAGES, composition_test, composition_tests, non_immune_types, proportions
 from ._de import (
     DE_COLUMNS,
+    LOO_COLUMNS,
     cell_type_file_name,
     cell_type_file_names,
     cell_type_from_file_name,
@@ -45,6 +47,7 @@ from ._de import (
     concat_pseudobulks,
     de_cell_types,
     deseq2_test,
+    leave_one_patient_out,
     pseudobulk_de,
     pseudobulk_sample,
     significant,
@@ -83,6 +86,7 @@ __all__ = [
     "non_immune_types",
     "covariate_columns",
     "DE_COLUMNS",
+    "LOO_COLUMNS",
     "META_COLUMNS",
     "RESPONSE_COLOURS",
     "Design",
@@ -99,6 +103,7 @@ __all__ = [
     "deseq2_test",
     "design_matrix",
     "design_names",
+    "leave_one_patient_out",
     "load_signatures",
     "ols_test",
     "plot_composition_pairs",

@@ -109,7 +109,7 @@ def composition_tests(counts: pd.DataFrame, meta: pd.DataFrame, *, designs: Sequ
 
 
 def composition_test(counts: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
-                     timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
+                     timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 3,
                      transform: str = "asin", pseudocount: float = 0.5, paired: bool = True,
                      exclude: Sequence[str] = ("unknown",), trend: bool = True, robust: bool = True) -> pd.DataFrame:
     """Per-type test of proportions: each sample's proportion transformed, least squares on the

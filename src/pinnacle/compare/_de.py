@@ -130,6 +130,12 @@ def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shr
     One row per gene: ``gene``, ``base_mean``, ``log2fc`` (MLE), ``log2fc_shrunk``, ``lfc_se``,
     ``stat``, ``pvalue``, ``padj`` (BH after pydeseq2's independent filtering, at ``alpha``).
     """
+    return _deseq2_fit(counts, design, alpha=alpha, shrink=shrink, n_cpus=n_cpus)[0]
+
+
+def _deseq2_fit(counts: pd.DataFrame, design: Design, *, alpha: float, shrink: bool, n_cpus: int):
+    """:func:`deseq2_test`'s table and the fitted DeseqDataSet (whose size factors, dispersion
+    trend and prior the leave-one-patient-out refits reuse)."""
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
 
@@ -150,11 +156,129 @@ def deseq2_test(counts: pd.DataFrame, design: Design, *, alpha: float = 0.1, shr
         out["log2fc_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
     else:
         out["log2fc_shrunk"] = np.nan
-    return out
+    return out, dds
+
+
+def _refit_genes(dds, counts: pd.DataFrame, design: Design, *, n_cpus: int) -> pd.DataFrame:
+    """Wald test of ``design.coef`` for a few genes on a subset of samples, the way pydeseq2
+    refits genes after replacing Cook's outliers: the full fit's size factors, dispersion trend
+    and dispersion prior are kept, gene-wise and MAP dispersions and the coefficients are
+    refitted. So the cost is that of the genes refitted, not of the whole type."""
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.ds import DeseqStats
+
+    samples = design.samples
+    sub = DeseqDataSet(counts=counts.loc[samples], metadata=pd.DataFrame({"sample": samples}, index=samples),
+                       design=design.X, refit_cooks=False, quiet=True, n_cpus=n_cpus)
+    sub.obs["size_factors"] = dds.obs["size_factors"].reindex(samples).to_numpy()
+    sub.layers["normed_counts"] = sub.X / sub.obs["size_factors"].to_numpy()[:, None]
+    sub.fit_genewise_dispersions()
+    sub.uns["disp_function_type"] = dds.uns["disp_function_type"]
+    for key in ("trend_coeffs", "mean_disp", "_squared_logres", "prior_disp_var"):
+        if key in dds.uns:
+            sub.uns[key] = dds.uns[key]
+    sub.var["_normed_means"] = sub.layers["normed_counts"].mean(axis=0)
+    sub.var["fitted_dispersions"] = sub.disp_function(sub.var["_normed_means"])
+    sub.fit_MAP_dispersions()
+    sub.fit_LFC()
+    contrast = (design.X.columns == design.coef).astype(float)
+    stats = DeseqStats(sub, contrast=contrast, cooks_filter=False, independent_filter=False, quiet=True,
+                       n_cpus=n_cpus)
+    stats.run_wald_test()
+    lfc = (stats.LFC.to_numpy() @ contrast) / np.log(2)
+    return pd.DataFrame({"pvalue": stats.p_values.to_numpy(), "log2fc": lfc}, index=counts.columns)
+
+
+LOO_COLUMNS = ("loo_max_pvalue", "loo_driven_by", "loo_n_lost", "loo_n_refits")
+
+
+def leave_one_patient_out(res: pd.DataFrame, counts: pd.DataFrame, meta: pd.DataFrame, design: Design, dds, *,
+                          alpha: float, response_levels: Sequence[str], timepoints: Sequence[str],
+                          covariates: Sequence[str] = (), paired: bool = True,
+                          n_cpus: int = 1) -> tuple[pd.DataFrame, str]:
+    """Flag DE calls that one patient drives: refit each called gene leaving out each patient in turn.
+
+    With patient terms no design row repeats, so pydeseq2's Cook's outlier replacement (which
+    needs 7 replicates of a row) never acts, and one patient's extreme pseudobulk can make a call
+    on its own. For each gene with ``padj`` below ``alpha``, each patient of the design is left out
+    (both samples in the paired designs), the design rebuilt on the rest and the gene's Wald test
+    refitted (:func:`_refit_genes`: size factors, dispersion trend and prior of the full fit). A
+    left-out patient *loses the call* when the gene's p-value without them exceeds the largest
+    p-value the type's BH step called with everyone (so the rejection region is the one the
+    call was made with), or the fold change changes sign. Cost: one refit of the called genes
+    per patient of the design, nothing for a type without calls.
+
+    Parameters
+    ----------
+    res
+        :func:`deseq2_test`'s table for the type (``gene``, ``pvalue``, ``padj``, ``log2fc``).
+    counts
+        Samples x genes counts of the type (the genes tested).
+    meta
+        Sample metadata indexed by sample (the design's samples are used).
+    design
+        The design fitted on all patients.
+    dds
+        The fitted pydeseq2 DeseqDataSet of the type (:func:`_deseq2_fit`).
+    alpha
+        FDR at which the calls were made.
+    response_levels, timepoints, covariates, paired
+        The design's settings (:func:`design_matrix`), to rebuild it without a patient.
+    n_cpus
+        Processes pydeseq2 uses.
+
+    Returns
+    -------
+    ``res`` with ``loo_max_pvalue`` (largest p-value over the refits), ``loo_driven_by`` (the
+    patients whose removal loses the call, ``;``-joined, worst first; "" when none does),
+    ``loo_n_lost`` (how many: 1 of many is a call one patient drives, most of them a borderline
+    call) and ``loo_n_refits`` (refits done), all empty for genes not called; and a note for the
+    status table.
+    """
+    res = res.copy()
+    res["loo_max_pvalue"], res["loo_driven_by"] = np.nan, ""
+    res["loo_n_lost"], res["loo_n_refits"] = pd.array([pd.NA] * len(res), dtype="Int64"), \
+        pd.array([pd.NA] * len(res), dtype="Int64")
+    called = res["padj"].lt(alpha).fillna(False).to_numpy(dtype=bool)
+    if not called.any():
+        return res, "no calls to check"
+    genes = res.loc[called, "gene"].to_numpy()
+    p_cut = float(res.loc[called, "pvalue"].max())
+    sign = np.sign(res.loc[called, "log2fc"].to_numpy())
+    sample_meta = meta.loc[design.samples]
+    patients = sorted(sample_meta["patient_id"].astype(str).unique())
+    pvals, lost = {}, {}
+    skipped = []
+    for p in patients:
+        rest = sample_meta[sample_meta["patient_id"].astype(str) != p]
+        try:
+            d = design_matrix(rest, design.name, response_levels=response_levels, timepoints=timepoints,
+                              covariates=covariates, paired=paired, min_patients=1)
+        except NotEstimable as why:
+            skipped.append(f"{p} ({why})")
+            continue
+        fit = _refit_genes(dds, counts.loc[d.samples, genes], d, n_cpus=n_cpus)
+        pv = fit["pvalue"].fillna(1.0).to_numpy()
+        pvals[p] = pv
+        lost[p] = (pv > p_cut) | (np.sign(fit["log2fc"].to_numpy()) != sign)
+    if not pvals:
+        return res, f"leave-one-patient-out not run: {'; '.join(skipped)}"
+    P = pd.DataFrame(pvals, index=genes)
+    L = pd.DataFrame(lost, index=genes)
+    idx = res.index[called]
+    res.loc[idx, "loo_max_pvalue"] = P.max(axis=1).to_numpy()
+    order = np.argsort(-P.to_numpy(), axis=1, kind="stable")  # worst removal first
+    res.loc[idx, "loo_driven_by"] = [";".join(P.columns[o][L.to_numpy()[i, o]]) for i, o in enumerate(order)]
+    res.loc[idx, "loo_n_lost"] = L.sum(axis=1).to_numpy()
+    res.loc[idx, "loo_n_refits"] = len(pvals)
+    note = f"leave-one-patient-out: {len(pvals)} refits of {len(genes)} genes (p-value cut {p_cut:.3g})"
+    if skipped:
+        note += f"; not refitted without {'; '.join(skipped)}"
+    return res, note
 
 
 DE_COLUMNS = ("cell_type", "gene", "base_mean", "log2fc", "log2fc_shrunk", "lfc_se", "stat", "pvalue", "padj",
-              "padj_design", "design", "formula", "patients", "dropped", "test")
+              "padj_design", *LOO_COLUMNS, "design", "formula", "patients", "dropped", "test")
 
 
 def _with_design_padj(res: pd.DataFrame) -> pd.DataFrame:
@@ -171,8 +295,9 @@ def _with_design_padj(res: pd.DataFrame) -> pd.DataFrame:
 
 def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
                   timepoints: Sequence[str], covariates: Sequence[str] = (), cell_types: Sequence[str] | None = None,
-                  min_cells: int = 10, min_counts: float = 1000, min_patients: int = 2, alpha: float = 0.1,
-                  shrink: bool = True, paired: bool = True, n_cpus: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  min_cells: int = 10, min_counts: float = 1000, min_patients: int = 3, alpha: float = 0.1,
+                  shrink: bool = True, paired: bool = True, leave_one_out: bool = True,
+                  n_cpus: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pseudobulk DE of one design in every cell type (or the ``cell_types`` given, in their order).
 
     Returns ``(results, status)``: results has one row per cell type x gene with the design, its
@@ -182,6 +307,9 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
     the same tables as one call (the workflow does that, one job per design and type).
     Multiple testing: ``padj`` is BH within the cell type and design (the per-type family);
     ``padj_design`` is BH across all types of the design (one family per design, stricter).
+    Each call (``padj`` < ``alpha``) is checked leaving out one patient at a time
+    (:func:`leave_one_patient_out`, the ``loo_*`` columns); the status counts the calls some
+    patient's removal loses (``n_loo_flagged``).
 
     Parameters
     ----------
@@ -201,6 +329,9 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
         Level of pydeseq2's independent filtering, and of the ``n_significant`` count in the status.
     shrink
         Shrunken log2 fold changes too (:func:`deseq2_test`).
+    leave_one_out
+        Check each call without each patient (:func:`leave_one_patient_out`); False: the
+        ``loo_*`` columns stay empty (saves one refit of the called genes per patient).
     n_cpus
         Processes pydeseq2 uses.
     """
@@ -209,7 +340,8 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
     results, status = [], []
     for ct in cell_types:
         counts = _cell_type_counts(pb, ct, min_cells=min_cells, min_counts=min_counts)
-        row = {"cell_type": ct, "design": design, "n_samples": 0, "n_genes": 0, "n_significant": 0}
+        row = {"cell_type": ct, "design": design, "n_samples": 0, "n_genes": 0, "n_significant": 0,
+               "n_loo_flagged": 0, "leave_one_out": ""}
         try:
             d = design_matrix(meta.loc[meta.index.intersection(counts.index)], design,
                               response_levels=response_levels, timepoints=timepoints,
@@ -222,13 +354,24 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
         if len(genes) < 10:
             status.append({**row, "status": "not tested: fewer than 10 expressed genes"})
             continue
-        res = deseq2_test(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
+        res, dds = _deseq2_fit(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
+        loo = "off (compare.leave_one_out)"
+        if leave_one_out:
+            res, loo = leave_one_patient_out(res, counts[genes], meta, d, dds, alpha=alpha,
+                                             response_levels=response_levels, timepoints=timepoints,
+                                             covariates=covariates, paired=paired, n_cpus=n_cpus)
+        else:
+            res = res.assign(loo_max_pvalue=np.nan, loo_driven_by="",
+                             loo_n_lost=pd.array([pd.NA] * len(res), dtype="Int64"),
+                             loo_n_refits=pd.array([pd.NA] * len(res), dtype="Int64"))
         res.insert(0, "cell_type", ct)
         res = res.assign(**d.describe())
         res["test"] = "pydeseq2 Wald; padj: BH within the cell type; padj_design: BH across the design's types"
         results.append(res)
         status.append({**row, **d.describe(), "n_samples": len(d.samples), "n_genes": len(genes),
-                       "n_significant": int((res["padj"] < alpha).sum()), "status": "tested"})
+                       "n_significant": int((res["padj"] < alpha).sum()),
+                       "n_loo_flagged": int((res["loo_driven_by"] != "").sum()), "leave_one_out": loo,
+                       "status": "tested"})
     cols = list(DE_COLUMNS)
     res = _with_design_padj(pd.concat(results, ignore_index=True))[cols] if results else pd.DataFrame(columns=cols)
     return res, pd.DataFrame(status)

@@ -121,9 +121,26 @@ def _pairs(meta: pd.DataFrame, timepoints: Sequence[str]) -> tuple[pd.DataFrame,
     return sub[sub["patient_id"].isin(complete)], int((n_tp < 2).sum())
 
 
+def _with_response(meta: pd.DataFrame, response_levels: Sequence[str], kept: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """The samples whose patient has one of the ``kept`` levels, and a note on the patients left
+    out for having no response level (blank: not assessed); patients of other configured levels
+    are mentioned when the design compares two levels (a third level is in no two-level test)."""
+    resp = meta["response"].astype(str)
+    none = ~resp.isin(list(response_levels))
+    other = resp.isin(list(response_levels)) & ~resp.isin(list(kept))
+    notes = []
+    n_none = meta.loc[none.to_numpy(), "patient_id"].nunique()
+    if n_none:
+        notes.append(f"{n_none} patients without a response")
+    n_other = meta.loc[other.to_numpy(), "patient_id"].nunique()
+    if n_other and len(kept) > 1:
+        notes.append(f"{n_other} patients of other response levels")
+    return meta[resp.isin(list(kept)).to_numpy()], "; ".join(notes)
+
+
 def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[str],
                   timepoints: Sequence[str], covariates: Sequence[str] = (), paired: bool = True,
-                  min_patients: int = 2) -> Design:
+                  min_patients: int = 3) -> Design:
     """The design matrix of one named design over the samples in ``meta``.
 
     ``meta`` is indexed by sample and has ``patient_id``, ``timepoint``, ``response`` (and the
@@ -132,11 +149,16 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
     :class:`NotEstimable` when a group has fewer than ``min_patients`` patients or the matrix is
     rank-deficient.
 
+    Only designs that use the response need it: ``on_treatment`` keeps every patient with both
+    timepoints, whatever their response (a patient not yet assessed, or not evaluable, is still
+    a pair); ``baseline``, ``interaction`` and ``on_treatment_<level>`` leave out patients without
+    one of the compared levels, and ``dropped`` says how many.
+
     Parameters
     ----------
     meta
-        Samples (index) with ``patient_id``, ``timepoint``, ``response`` and the covariates; samples of
-        other response levels are left out.
+        Samples (index) with ``patient_id``, ``timepoint``, ``response`` and the covariates. A
+        response outside ``response_levels`` (blank: not assessed) counts as none.
     design
         ``"baseline"`` (second response level vs the first, at the first timepoint),
         ``"on_treatment"`` (second timepoint vs the first, within patients), ``"on_treatment_<level>"``
@@ -158,26 +180,29 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
     Returns
     -------
     The :class:`Design`: ``X`` (samples x columns), the tested coefficient ``coef``, the formula,
-    patients per group and what was dropped (patients without both timepoints).
+    patients per group and what was dropped (patients without both timepoints, or without a
+    response in a design that uses it).
     """
     ref, alt = response_levels[0], response_levels[1]
     t0, t1 = timepoints[0], timepoints[1]
-    meta = meta[meta["response"].isin(response_levels)]
     if design == "baseline":
-        sub = meta[meta["timepoint"] == t0]
+        sub, dropped = _with_response(meta[meta["timepoint"] == t0], response_levels, (ref, alt))
         groups = {lvl: int(sub.loc[sub["response"] == lvl, "patient_id"].nunique()) for lvl in (ref, alt)}
         X = pd.DataFrame({"Intercept": 1.0, "response": (sub["response"] == alt).astype(float)}, index=sub.index)
         X = pd.concat([X, covariate_columns(sub, covariates)], axis=1)
         formula = "~ " + " + ".join(["response", *covariates])
-        coef, dropped = "response", ""
+        coef = "response"
     elif design == "on_treatment" or design.startswith("on_treatment_") or design == "interaction":
         level = design[len("on_treatment_"):] if design.startswith("on_treatment_") else None
         if level is not None and level not in response_levels:
             raise InputError("config.yaml, key compare.designs", f"design '{design}' names no response level.",
                              f"use on_treatment_{{{'|'.join(response_levels)}}} or on_treatment_by_response.")
-        sub = meta if level is None else meta[meta["response"] == level]
+        sub, no_response = meta[meta["timepoint"].isin((t0, t1))], ""
+        if level is not None or design == "interaction":  # on_treatment itself needs no response
+            sub, no_response = _with_response(sub, response_levels, (level,) if level else (ref, alt))
         sub, n_incomplete = _pairs(sub, timepoints)
-        dropped = f"{n_incomplete} patients without both {t0} and {t1}" if n_incomplete else ""
+        dropped = "; ".join(filter(None, [no_response, f"{n_incomplete} patients without both {t0} and {t1}"
+                                          if n_incomplete else ""]))
         tp = (sub["timepoint"] == t1).astype(float)
         cols = {"Intercept": np.ones(len(sub))}
         if paired:  # one indicator per patient but the first, built at once (53 columns at trial size)
@@ -200,7 +225,7 @@ def design_matrix(meta: pd.DataFrame, design: str, *, response_levels: Sequence[
     short = {k: v for k, v in groups.items() if v < min_patients}
     if short:
         raise NotEstimable(f"too few patients ({', '.join(f'{k}: {v}' for k, v in short.items())}; "
-                           f"need {min_patients} per group)")
+                           f"need {min_patients} per group)" + (f"; left out: {dropped}" if dropped else ""))
     if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1] or X.shape[0] <= X.shape[1]:
         raise NotEstimable(f"design {formula} is not estimable on {X.shape[0]} samples "
                            "(no residual degrees of freedom or confounded covariates)")

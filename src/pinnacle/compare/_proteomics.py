@@ -13,7 +13,7 @@ from ._moderation import _coefficient_stats, bh
 
 
 def protein_test(prot: ad.AnnData, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
-                 timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
+                 timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 3,
                  min_valid: float = 0.7, median_centre: bool = True) -> pd.DataFrame:
     """Bulk proteomics (samples x proteins, NaN = missing; linear intensities, as
     ``uns['proteomics']['scale']`` says, are taken to log2) tested with a design:

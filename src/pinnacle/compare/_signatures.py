@@ -140,7 +140,7 @@ def score_pseudobulks(pb: ad.AnnData, signatures: Mapping[str, dict], *, min_cel
 
 
 def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, response_levels: Sequence[str],
-                    timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 2,
+                    timepoints: Sequence[str], covariates: Sequence[str] = (), min_patients: int = 3,
                     paired: bool = True, moderate: bool = True) -> pd.DataFrame:
     """Least squares of per-pseudobulk signature scores on the design, per cell type x signature;
     BH within the design across all of them.
@@ -234,8 +234,14 @@ def signature_tests(scores: pd.DataFrame, meta: pd.DataFrame, *, design: str, re
 
 
 def signature_enrichment(de: pd.DataFrame, signatures: Mapping[str, dict], *, min_genes: int = 3) -> pd.DataFrame:
-    """Enrichment of each cell type's DE statistics in the signatures (decoupler ulm: a linear
-    model of the Wald statistics on signature membership); BH across cell types x signatures.
+    """Exploratory enrichment of each cell type's DE statistics in the signatures (decoupler ulm: a
+    linear model of the Wald statistics on signature membership); BH across cell types x signatures.
+
+    Only the genes tested in a type enter its regression (a gene filtered out there is no
+    evidence of no change, so it is not a statistic of 0). Genes are the replicates here and
+    co-regulated genes are not independent, so the p-values are too small (Wu & Smyth 2012):
+    the per-pseudobulk score test (:func:`signature_tests`, patients as replicates) is the
+    primary test of a signature.
 
     Parameters
     ----------
@@ -245,32 +251,40 @@ def signature_enrichment(de: pd.DataFrame, signatures: Mapping[str, dict], *, mi
     signatures
         Name -> entry with ``genes`` (:func:`load_signatures`).
     min_genes
-        Fewest of a signature's genes among the DE genes for it to be tested.
+        Fewest of a signature's genes among the type's tested genes for it to be tested there.
 
     Returns
     -------
     One row per design x cell type x signature: ``score`` (the ulm t), ``pvalue``, ``padj`` (BH within
-    the design) and ``test``.
+    the design), ``n_genes`` (the signature's genes tested in the type) and ``test``.
     """
     import decoupler as dc
 
-    cols = ["design", "cell_type", "signature", "score", "pvalue", "padj", "test"]
+    cols = ["design", "cell_type", "signature", "score", "pvalue", "padj", "n_genes", "test"]
     if de.empty:
         return pd.DataFrame(columns=cols)
     net = pd.DataFrame([(name, g, 1.0) for name, s in signatures.items() for g in s["genes"]],
-                       columns=["source", "target", "weight"])
+                       columns=["source", "target", "weight"]).drop_duplicates(["source", "target"])
     out = []
     for design, sub in de.groupby("design"):
-        mat = sub.pivot_table(index="cell_type", columns="gene", values="stat", aggfunc="first").fillna(0.0)
-        present = net[net["target"].isin(mat.columns)]
-        present = present[present.groupby("source")["target"].transform("size") >= min_genes]
-        if present.empty:
+        parts = []
+        for ct, g in sub.dropna(subset=["stat"]).groupby("cell_type", sort=False):
+            stat = g.drop_duplicates("gene").set_index("gene")["stat"].astype(float)
+            present = net[net["target"].isin(stat.index)]
+            present = present[present.groupby("source")["target"].transform("size") >= min_genes]
+            if present.empty:
+                continue
+            es, pv = dc.mt.ulm(stat.to_frame(ct).T, present, tmin=min_genes)
+            long = pd.concat([es.stack().rename("score"), pv.stack().rename("pvalue")], axis=1).reset_index()
+            long.columns = ["cell_type", "signature", "score", "pvalue"]
+            long["n_genes"] = long["signature"].map(present.groupby("source").size()).to_numpy()
+            parts.append(long)
+        if not parts:
             continue
-        es, pv = dc.mt.ulm(mat, present, tmin=min_genes)
-        long = pd.concat([es.stack().rename("score"), pv.stack().rename("pvalue")], axis=1).reset_index()
-        long.columns = ["cell_type", "signature", "score", "pvalue"]
+        long = pd.concat(parts, ignore_index=True)
         long.insert(0, "design", design)
         long["padj"] = bh(long["pvalue"].to_numpy())
-        long["test"] = "decoupler ulm on pydeseq2 Wald statistics, BH FDR"
+        long["test"] = ("exploratory: decoupler ulm on the pydeseq2 Wald statistics of the genes tested in the "
+                        "type (genes as replicates), BH FDR; signature_tests.tsv is the primary test")
         out.append(long)
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)

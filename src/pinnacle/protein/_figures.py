@@ -150,6 +150,12 @@ def _scatter_categories(ax, xy: np.ndarray, values: pd.Series, title: str) -> No
     ax.set_yticks([])
 
 
+def _axis_names(ax, name: str) -> None:
+    """``name 1`` / ``name 2`` on a UMAP panel's axes (UMAP coordinates have no unit)."""
+    ax.set_xlabel(f"{name} 1", fontsize=8)
+    ax.set_ylabel(f"{name} 2", fontsize=8)
+
+
 def plot_tag_umap(prot: ad.AnnData, tags: Mapping[str, str], *, rna_umap: np.ndarray | None = None,
                   color: str = "cell_type_major", max_tags: int = 6, random_state: int = 0):
     """The tag UMAP (``prot.obsm['X_umap']``, :func:`tag_umap`) coloured by cell type, and the
@@ -186,16 +192,24 @@ def plot_tag_umap(prot: ad.AnnData, tags: Mapping[str, str], *, rna_umap: np.nda
     _scatter_categories(axes[0, 0], tag_xy, prot.obs[color].iloc[order], f"tag UMAP: {color}")
     base, base_name = (np.asarray(rna_umap)[order], "RNA UMAP") if rna_umap is not None else (tag_xy, "tag UMAP")
     X = _dense(prot.X)
+    # the colour bar's unit: DSB is in SDs above the empty droplets' level, CLR a log ratio
+    methods = set(prot.obs["protein_norm_method"].astype(str)) - {"none"} if "protein_norm_method" in prot.obs \
+        else set()
+    unit = {frozenset({"dsb"}): "DSB (SDs above ambient)", frozenset({"clr"}): "CLR (log ratio to cell mean)"}.get(
+        frozenset(methods), "normalised value (DSB or CLR)")
+    axis = base_name.split()[0]
+    _axis_names(axes[0, 0], "tag UMAP")
     for k, (label, col) in enumerate(tags.items(), start=1):
         ax = axes.flat[k]
         v = X[order, prot.var_names.get_loc(col)]
         lo, hi = np.nanpercentile(v, [1, 99]) if v.size else (0, 1)
         sc = ax.scatter(base[:, 0], base[:, 1], c=np.clip(v, lo, hi), cmap="viridis", s=2, linewidths=0,
                         rasterized=True)
-        fig.colorbar(sc, ax=ax, shrink=0.7, label=f"{label} normalised value")
+        fig.colorbar(sc, ax=ax, shrink=0.7, label=f"{label}: {unit}")
         ax.set_title(f"{base_name}: {label}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+        _axis_names(ax, f"{axis} UMAP")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{title} ({_method_label(prot)})", fontsize=10)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pinnacle import progress
 from pinnacle.errors import InputError
 
 from ._dsb import _resolve_isotypes
@@ -63,7 +64,8 @@ def _fit(sub: ad.AnnData, *, prior, n_latent: int, max_epochs: int, accelerator:
     model = scvi.model.TOTALVI(sub, n_latent=n_latent, empirical_protein_background_prior=prior)
     try:
         model.train(max_epochs=max_epochs, accelerator=accelerator, batch_size=batch_size,
-                    enable_progress_bar=False, early_stopping=False)
+                    enable_progress_bar=False, early_stopping=False,
+                    callbacks=[progress.epoch_logger("totalVI", max_epochs, logger=log)])
     except ValueError as e:  # torch.distributions rejects NaN parameters
         if "nan" in str(e).lower() or "invalid values" in str(e):
             raise _NonFinite(str(e).splitlines()[0]) from e

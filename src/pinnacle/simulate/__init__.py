@@ -6,9 +6,10 @@ The pipeline must run with no edits (``snakemake --cores all``) and every stage 
 known answer. This package writes a small trial - patients x (baseline, resection), responders
 and non-responders, all three modalities - in the file formats real data arrive in (Cell Ranger
 h5, a wide scDNA bin table, MaxQuant ``proteinGroups.txt``), together with a ``truth/`` folder
-that records what was planted (its file names: :mod:`pinnacle.simulate.layout`). Only the
+that records what was planted (its file names: :mod:`pinnacle.cohort_layout`). Only the
 truth-check of the workflow reads ``truth/``; no analysis module imports this package, and this
-package imports no analysis module (only :mod:`pinnacle.writers` and :mod:`pinnacle.errors`), so
+package imports no analysis module (only :mod:`pinnacle.writers`, :mod:`pinnacle.errors` and
+:mod:`pinnacle.cohort_layout`), so
 a stage cannot peek at the answer.
 
 What is hand-written, and which model each part uses
@@ -139,13 +140,15 @@ See docs/simulator.md for the measured simulator-vs-real table.
 
 from __future__ import annotations
 
-from . import layout as layout
+from pinnacle import cohort_layout as layout  # noqa: F401  (the truth files' names)
+from pinnacle.cohort_layout import cohort_sheets
+
 from ._calibration import _REAL_TYPE as _REAL_TYPE
 from ._calibration import _carriers as _carriers
 from ._calibration import _lineage_level as _lineage_level
 from ._calibration import _own_real_types as _own_real_types
 from ._cli import main
-from ._cohort import cohort_sheets, simulate_cohort
+from ._cohort import simulate_cohort
 from ._tables import _COMPOSITION_EFFECTS as _COMPOSITION_EFFECTS
 from ._tables import (
     ACTIVATION_PROGRAMME,

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pinnacle import cohort_layout as layout
 from pinnacle import writers
+from pinnacle.cohort_layout import cohort_sheets
 
-from . import layout
 from ._calibration import _load_real_tables
 from ._design import _design, _effects_table
 from ._dna import _simulate_dna
@@ -46,69 +47,8 @@ from ._tables import (
     NORMAL_EPITHELIAL,
     PLANTED_PROTEINS,
     STATES,
-    TIMEPOINTS,
 )
 from ._util import _check, _rng, _sha256
-
-
-def _patient_ids(n: int) -> list[str]:
-    width = max(2, len(str(n)))
-    return [f"P{i + 1:0{width}d}" for i in range(n)]
-
-
-def cohort_sheets(outdir: str | os.PathLike, *, n_patients: int = 6,
-                  n_responders: int | None = None, seed: int = 0
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sample and patient sheets of the simulated cohort (pure: nothing is read or written).
-
-    Patients ``P01``.. ``Pnn``; the first ``n_responders`` (default ``n_patients // 2``) are
-    responders. Samples ``{patient}_baseline`` and ``{patient}_resection``. Paths are strings
-    joined to ``outdir`` as given: ``{outdir}/rna/{sample}/filtered_feature_bc_matrix.h5``,
-    ``.../raw_feature_bc_matrix.h5`` and ``{outdir}/dna/{sample}.bins.tsv.gz``.
-
-    Parameters
-    ----------
-    outdir
-        The folder the cohort is (to be) written to.
-    n_patients
-        Patients (>= 2), two samples each.
-    n_responders
-        Responders among them (1 .. n_patients - 1).
-    seed
-        Seed of the patients' age and sex.
-
-    Returns
-    -------
-    ``(samples, patients)``: samples has sample_id, patient_id, timepoint, rna, rna_raw, dna;
-    patients has patient_id, response ("responder"/"non_responder"), age, sex
-    ("male"/"female"; NPC is ~3:1 male).
-    """
-    where = "simulate.cohort_sheets"
-    _check(isinstance(n_patients, (int, np.integer)) and n_patients >= 2, where,
-           f"n_patients={n_patients!r} is too small.", "Give at least 2 patients (one per response group).")
-    if n_responders is None:
-        n_responders = n_patients // 2
-    _check(isinstance(n_responders, (int, np.integer)) and 1 <= n_responders <= n_patients - 1,
-           where, f"n_responders={n_responders!r} must be between 1 and n_patients - 1 "
-                  f"({n_patients - 1}).", "Leave both groups at least one patient.")
-    out = str(outdir).rstrip("/") or "."
-    pids = _patient_ids(n_patients)
-    rng = _rng(seed, 0)
-    patients = pd.DataFrame({
-        "patient_id": pids,
-        "response": ["responder" if i < n_responders else "non_responder" for i in range(n_patients)],
-        "age": rng.integers(35, 71, size=n_patients),
-        "sex": np.where(rng.random(n_patients) < 0.75, "male", "female"),
-    })
-    rows = []
-    for pid in pids:
-        for tp in TIMEPOINTS:
-            s = f"{pid}_{tp}"
-            rows.append({"sample_id": s, "patient_id": pid, "timepoint": tp,
-                         "rna": f"{out}/rna/{s}/filtered_feature_bc_matrix.h5",
-                         "rna_raw": f"{out}/rna/{s}/raw_feature_bc_matrix.h5",
-                         "dna": f"{out}/dna/{s}.bins.tsv.gz"})
-    return pd.DataFrame(rows), patients
 
 
 def _panel(model: _Model, panel_genes, mito_genes: bool) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Layout of a simulated cohort's ``truth/`` folder: the one place that names its files.
+"""A simulated cohort's contract: the names of its ``truth/`` files and its sample sheets.
+
+Kept apart from the simulator so that the run (``pinnacle.config`` in demo mode) and the truth
+check read a simulated cohort without importing the code that simulates one: the simulator
+writes what this module names, everyone else reads it from here.
 
 The simulator writes the truth with these names (:func:`pinnacle.simulate.simulate_cohort`),
 and every reader of the truth takes them from here: the truth-check adapter
@@ -7,14 +11,22 @@ inputs in ``workflow/rules/common.smk``, used by ``demo.smk`` and ``report.smk``
 ``tests/test_simulate.py`` checks that no rule file spells a truth path by hand.
 
 Paths are strings joined with "/" (as Snakemake wants them); ``truth`` is the truth folder
-itself (``{cohort}/truth``, or the ``truth`` key of a non-demo config). Standard library only.
+itself (``{cohort}/truth``, or the ``truth`` key of a non-demo config).
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+import pandas as pd
+
+from pinnacle.errors import InputError
+
 __all__ = [
+    "TIMEPOINTS",
+    "cohort_sheets",
+    "patient_ids",
     "CELLS",
     "CLONES",
     "CLONE_FRACTIONS",
@@ -110,3 +122,79 @@ def twin_path(truth: str | os.PathLike, sample: str) -> str:
         The resection sample's id.
     """
     return f"{_str(truth)}/{INTERFERON_OFF}/{sample}/{TWIN_MATRIX}"
+
+
+#: the two samples of each patient
+TIMEPOINTS = ("baseline", "resection")
+
+
+def _check(cond: bool, where: str, problem: str, fix: str) -> None:
+    if not cond:
+        raise InputError(where, problem, fix)
+
+
+def patient_ids(n: int) -> list[str]:
+    """``P01`` .. ``Pnn`` (zero-padded to the width of ``n``, at least two digits).
+
+    Parameters
+    ----------
+    n
+        Patients.
+    """
+    width = max(2, len(str(n)))
+    return [f"P{i + 1:0{width}d}" for i in range(n)]
+
+
+def cohort_sheets(outdir: str | os.PathLike, *, n_patients: int = 6,
+                  n_responders: int | None = None, seed: int = 0
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sample and patient sheets of the simulated cohort (pure: nothing is read or written).
+
+    Patients ``P01``.. ``Pnn``; the first ``n_responders`` (default ``n_patients // 2``) are
+    responders. Samples ``{patient}_baseline`` and ``{patient}_resection``. Paths are strings
+    joined to ``outdir`` as given: ``{outdir}/rna/{sample}/filtered_feature_bc_matrix.h5``,
+    ``.../raw_feature_bc_matrix.h5`` and ``{outdir}/dna/{sample}.bins.tsv.gz``.
+
+    Parameters
+    ----------
+    outdir
+        The folder the cohort is (to be) written to.
+    n_patients
+        Patients (>= 2), two samples each.
+    n_responders
+        Responders among them (1 .. n_patients - 1).
+    seed
+        Seed of the patients' age and sex.
+
+    Returns
+    -------
+    ``(samples, patients)``: samples has sample_id, patient_id, timepoint, rna, rna_raw, dna;
+    patients has patient_id, response ("responder"/"non_responder"), age, sex
+    ("male"/"female"; NPC is ~3:1 male).
+    """
+    where = "simulate.cohort_sheets"
+    _check(isinstance(n_patients, (int, np.integer)) and n_patients >= 2, where,
+           f"n_patients={n_patients!r} is too small.", "Give at least 2 patients (one per response group).")
+    if n_responders is None:
+        n_responders = n_patients // 2
+    _check(isinstance(n_responders, (int, np.integer)) and 1 <= n_responders <= n_patients - 1,
+           where, f"n_responders={n_responders!r} must be between 1 and n_patients - 1 "
+                  f"({n_patients - 1}).", "Leave both groups at least one patient.")
+    out = str(outdir).rstrip("/") or "."
+    pids = patient_ids(n_patients)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0]))  # as the simulator's
+    patients = pd.DataFrame({
+        "patient_id": pids,
+        "response": ["responder" if i < n_responders else "non_responder" for i in range(n_patients)],
+        "age": rng.integers(35, 71, size=n_patients),
+        "sex": np.where(rng.random(n_patients) < 0.75, "male", "female"),
+    })
+    rows = []
+    for pid in pids:
+        for tp in TIMEPOINTS:
+            s = f"{pid}_{tp}"
+            rows.append({"sample_id": s, "patient_id": pid, "timepoint": tp,
+                         "rna": f"{out}/rna/{s}/filtered_feature_bc_matrix.h5",
+                         "rna_raw": f"{out}/rna/{s}/raw_feature_bc_matrix.h5",
+                         "dna": f"{out}/dna/{s}.bins.tsv.gz"})
+    return pd.DataFrame(rows), patients
