@@ -31,8 +31,11 @@ demo: $(STAMP)
 	@echo
 	@echo "Report: $(CURDIR)/results/report.html"
 
+# Test files spread over the cores (pytest-xdist; one file's tests share a worker, so the
+# module fixtures such as the demo run are built once). PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -6,6 +6,7 @@ planted labels (the stage's own job; the workflow test runs it after the pipelin
 import hashlib
 import re
 import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -397,6 +398,15 @@ def test_signature_scores_and_enrichment_find_the_ifn_programme(planted_de, plan
     enr = compare.signature_enrichment(planted_de["on_treatment_responder"].assign(design="on_treatment_responder"), sigs)
     hit = enr.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
     assert hit["score"] > 0 and hit["padj"] < FDR
+    # camera on the same statistics, the inter-gene correlation from the same pseudobulks' residuals
+    de = planted_de["on_treatment_responder"].assign(design="on_treatment_responder")
+    cam = compare.signature_camera(de, pb, meta, sigs, response_levels=RL, timepoints=TP, min_patients=2)
+    row = cam.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
+    # the planted IFN programme is co-regulated (correlation ~0.3), so camera is far more cautious
+    # than ulm (seed 11: p 0.002 against ulm's 0) and still finds it
+    assert row["camera_direction"] == "Up" and row["camera_correlation"] > 0
+    assert hit["pvalue"] < row["camera_pvalue"] < 0.05
+    assert set(cam["cell_type"]) == set(de["cell_type"]) and cam["camera_fdr"].between(0, 1).all()
     scores = compare.score_pseudobulks(pb, sigs)
     tests = compare.signature_tests(scores, meta, design="on_treatment_responder", response_levels=RL, timepoints=TP)
     t = tests.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
@@ -771,3 +781,70 @@ def test_enrichment_uses_only_the_genes_tested_in_the_type():
     assert enr.loc[("A", "up"), "n_genes"] == 10 and enr.loc[("A", "up"), "score"] > 0
     assert enr.loc[("A", "up"), "padj"] < 0.01
     assert enr["test"].str.startswith("exploratory").all()
+
+
+CAMERA_FIX = Path(__file__).parent / "fixtures" / "camera"
+
+
+def _camera_fixture():
+    y = pd.read_csv(CAMERA_FIX / "expression.tsv", sep="\t", index_col="gene")
+    x = pd.read_csv(CAMERA_FIX / "design.tsv", sep="\t", index_col="sample").loc[y.columns].to_numpy(dtype=float)
+    sets = pd.read_csv(CAMERA_FIX / "sets.tsv", sep="\t").groupby("set", sort=False)["gene"].apply(list).to_dict()
+    stat = pd.read_csv(CAMERA_FIX / "stat.tsv", sep="\t", index_col="gene")["stat"]
+    want = pd.read_csv(CAMERA_FIX / "camera.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    return y, x, sets, stat, want
+
+
+def test_camera_reproduces_limma():
+    """Issue 16 item 2: camera's set correlation, direction and p-value (estimated and fixed
+    inter-gene correlation) from limma's statistics and our own residuals, to 1e-6 relative."""
+    y, x, sets, stat, want = _camera_fixture()
+    beta = np.linalg.lstsq(x, y.to_numpy().T, rcond=None)[0]
+    resid = pd.DataFrame(y.to_numpy() - (x @ beta).T, index=y.index, columns=y.columns)
+    df_res = x.shape[0] - np.linalg.matrix_rank(x)
+    for cor, w in want.groupby("inter_gene_cor", sort=False):
+        fixed = None if cor == "NA" else float(cor)
+        got = compare.camera(stat, sets, residuals=resid, df_residual=df_res, inter_gene_cor=fixed)
+        got = got.set_index("gene_set").loc[w["set"]]
+        assert got["n_genes"].tolist() == w["NGenes"].tolist()
+        assert got["direction"].tolist() == w["Direction"].tolist()
+        for ours, theirs in [("correlation", "Correlation"), ("pvalue", "PValue"), ("fdr", "FDR")]:
+            np.testing.assert_allclose(got[ours].to_numpy(), w[theirs].to_numpy(dtype=float), rtol=1e-6)
+    # the estimated correlation of the co-regulated set is positive and inflates its variance
+    est = compare.camera(stat, sets, residuals=resid, df_residual=df_res).set_index("gene_set")
+    assert est.loc["A", "correlation"] > 0.1
+
+
+def test_camera_statistics_are_limmas_moderated_t_as_z():
+    """The statistics camera tests: our squeezeVar port and Hill's t-to-z give limma's to 1e-6."""
+    y, x, _, stat, _ = _camera_fixture()
+    xtx_inv = np.linalg.inv(x.T @ x)
+    beta = xtx_inv @ x.T @ y.to_numpy().T
+    df_res = x.shape[0] - x.shape[1]
+    s2 = np.sum((y.to_numpy().T - x @ beta) ** 2, axis=0) / df_res
+    s2_post, d0, _ = compare.squeeze_variances(s2, df_res)
+    modt = beta[-1] / np.sqrt(xtx_inv[-1, -1] * s2_post)
+    z = compare.zscore_t(modt, min(df_res + d0, len(s2) * df_res))
+    np.testing.assert_allclose(z, stat.loc[y.index].to_numpy(), rtol=1e-6)
+
+
+def test_camera_is_more_cautious_than_independent_genes_for_a_correlated_set():
+    """A co-regulated set (shared per-sample factor, no true shift beyond noise) gets a larger
+    p-value with its estimated correlation than with camera's fixed 0.01; errors name the problem."""
+    rng = np.random.default_rng(3)
+    genes = [f"G{i}" for i in range(300)]
+    resid = rng.normal(size=(300, 10))
+    resid[:30] += rng.normal(size=10)  # strongly correlated set
+    stat = pd.Series(rng.normal(size=300), index=genes)
+    stat.iloc[:30] += 0.6
+    sets = {"corr": genes[:30], "tiny": genes[40:41], "absent": ["nope"]}
+    res = pd.DataFrame(resid, index=genes)
+    est = compare.camera(stat, sets, residuals=res, df_residual=8).set_index("gene_set")
+    fixed = compare.camera(stat, sets, inter_gene_cor=0.01).set_index("gene_set")
+    assert "absent" not in est.index and np.isnan(est.loc["tiny", "correlation"])
+    assert est.loc["corr", "correlation"] > 0.3
+    assert est.loc["corr", "pvalue"] > fixed.loc["corr", "pvalue"]
+    with pytest.raises(ValueError, match="residuals"):
+        compare.camera(stat, sets)
+    with pytest.raises(ValueError, match="no residuals"):
+        compare.camera(stat, sets, residuals=res.iloc[5:], df_residual=8)

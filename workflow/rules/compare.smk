@@ -181,6 +181,7 @@ rule signature_enrichment:
     input:
         de=expand("results/tables/de/{design}.tsv", design=RUN.designs),
         signatures=CFG["compare"]["signatures"],
+        pseudobulk="results/compare/pseudobulk.h5ad",
     output:
         table=report("results/tables/signature_enrichment.tsv", caption="../report/signature_enrichment.rst",
                      category="4. Comparisons", subcategory="signatures", labels={"table": "enrichment"}),
@@ -188,6 +189,10 @@ rule signature_enrichment:
                       category="4. Comparisons", subcategory="signatures", labels={"figure": "enrichment"}),
     params:
         fdr=CFG["compare"]["fdr"],
+        meta=RUN.compare_meta(),
+        de=DE_SETTINGS,
+        response_levels=CFG["response"]["levels"],
+        timepoints=CFG["timepoints"],
     log:
         "logs/compare/signature_enrichment.log",
     benchmark:
