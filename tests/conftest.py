@@ -46,10 +46,11 @@ def small_cohort(simulated_cohort) -> Path:
     return simulated_cohort(**SMALL_COHORT)
 
 
-#: test files that run the whole workflow (minutes each): collected first, so that under
-#: pytest-xdist (``make test``: ``-n auto --dist loadfile``) they start at once on their own
-#: worker while the unit tests fill the other cores, instead of starting last
-LONG_FILES = ("test_workflow.py", "test_slurm.py")
+#: the test file that runs the whole workflow twice (~12 minutes): collected first, so that under
+#: pytest-xdist (``make test``: ``-n auto --dist loadfile``) it starts at once on its own worker
+#: while the unit tests fill the other cores, instead of starting last (at 4c6dc62 it started
+#: last: 27 min); test_slurm (2-4 min) ahead of it on the same worker delayed it by 4 min
+LONG_FILES = ("test_workflow.py",)
 
 
 def pytest_collection_modifyitems(config, items):
