@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import anndata as ad
@@ -281,3 +282,27 @@ def test_ebv_genes_by_name_and_contig():
     assert ebv_genes(["X1", "X2"], chrom=["chrEBV", "chr1"]) == ["X1"]
     with pytest.raises(InputError):
         ebv_genes(["X1"], chrom=["chr1", "chr2"])
+
+
+def test_heatmap_chromosome_names_do_not_overlap():
+    """The windows of the demo's patient P01 (963 windows; chr21 has 4, chr22 17): the small
+    chromosomes' names, drawn side by side, used to run into each other ("20 21 22")."""
+    import matplotlib.pyplot as plt
+
+    sizes = [120, 64, 53, 37, 49, 58, 41, 34, 38, 37, 66, 53, 11, 27, 26, 48, 65, 13, 79, 23, 4, 17]
+    chr_pos = dict(zip([f"chr{i}" for i in range(1, 23)], np.r_[0, np.cumsum(sizes)[:-1]].tolist()))
+    n = 300
+    a = ad.AnnData(np.zeros((n, 1)), obs=pd.DataFrame({"cell_type_major": ["T/NK"] * 200 + [EPI] * 100},
+                                                      index=[f"c{i}" for i in range(n)]))
+    a.obsm["X_cnv"] = np.random.default_rng(0).normal(0, 0.1, (n, sum(sizes)))
+    a.uns["cnv"] = {"chr_pos": chr_pos}
+    fig = plot_cnv_heatmap(a)
+    fig.canvas.draw()
+    ax, renderer = fig.axes[1], fig.canvas.get_renderer()
+    ticks = ax.get_xticklabels()
+    assert [t.get_text().strip() for t in ticks] == [str(i) for i in range(1, 23)]
+    for line in (0, 1):  # names on the same line of tick labels stand apart
+        boxes = [t.get_window_extent(renderer) for t in ticks if t.get_text().count("\n") == line]
+        for b1, b2 in pairwise(boxes):
+            assert b1.x1 < b2.x0, [t.get_text() for t in ticks]
+    plt.close(fig)

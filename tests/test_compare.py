@@ -347,16 +347,23 @@ def test_planted_composition_shifts_found_and_nulls_quiet(planted_cohort):
 
 
 @pytest.fixture(scope="module")
-def planted_de(planted_cohort):
+def planted_fits(planted_cohort):
+    """Design -> DE table, and design -> camera table of the shipped signatures (the same fits)."""
     pb, meta, _ = planted_cohort
-    out = {}
+    sigs = compare.load_signatures("resources/signatures.yaml")
+    de, cam = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for d, types in (("baseline", ["CD8_exhausted", "macrophage_C1Q", "CD4_helper", "B_naive"]),
                          ("on_treatment_responder", ["macrophage_C1Q", "CD8_exhausted", "CD4_helper", "B_naive"])):
-            out[d], _ = compare.pseudobulk_de(pb, meta, design=d, response_levels=RL, timepoints=TP,
-                                              cell_types=types, n_cpus=2)
-    return out
+            de[d], _, cam[d] = compare.pseudobulk_de(pb, meta, design=d, response_levels=RL, timepoints=TP,
+                                                     cell_types=types, n_cpus=2, signatures=sigs)
+    return de, cam
+
+
+@pytest.fixture(scope="module")
+def planted_de(planted_fits):
+    return planted_fits[0]
 
 
 def _de_calls(de, effects, design, contrast, group=None):
@@ -392,15 +399,17 @@ def test_planted_ifn_programme_found_on_treatment_in_responders(planted_de, plan
     assert called[~ifn].sum() <= 1
 
 
-def test_signature_scores_and_enrichment_find_the_ifn_programme(planted_de, planted_cohort):
+def test_signature_scores_and_enrichment_find_the_ifn_programme(planted_fits, planted_cohort):
     pb, meta, _ = planted_cohort
+    planted_de, planted_camera = planted_fits
     sigs = compare.load_signatures("resources/signatures.yaml")
     enr = compare.signature_enrichment(planted_de["on_treatment_responder"].assign(design="on_treatment_responder"), sigs)
     hit = enr.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
     assert hit["score"] > 0 and hit["padj"] < FDR
-    # camera on the same statistics, the inter-gene correlation from the same pseudobulks' residuals
+    # camera in the DE's own fit: the same statistics, the inter-gene correlation from the residuals
+    # of the same design on the same samples' log-CPM; the FDR across the design's types added after
     de = planted_de["on_treatment_responder"].assign(design="on_treatment_responder")
-    cam = compare.signature_camera(de, pb, meta, sigs, response_levels=RL, timepoints=TP, min_patients=2)
+    cam = compare.combine_camera([planted_camera["on_treatment_responder"]])
     row = cam.set_index(["cell_type", "signature"]).loc[("macrophage_C1Q", "IFN_gamma_response")]
     # the planted IFN programme is co-regulated (correlation ~0.3), so camera is far more cautious
     # than ulm (seed 11: p 0.002 against ulm's 0) and still finds it
@@ -848,3 +857,50 @@ def test_camera_is_more_cautious_than_independent_genes_for_a_correlated_set():
         compare.camera(stat, sets)
     with pytest.raises(ValueError, match="no residuals"):
         compare.camera(stat, sets, residuals=res.iloc[5:], df_residual=8)
+
+
+def test_per_type_camera_skips_without_residual_df_and_fdr_is_per_design():
+    """camera of one type (what pseudobulk_de runs on its fit): no rows with fewer than 2 residual
+    df or no signature with enough tested genes; combine_camera's FDR is BH within each design."""
+    from pinnacle.compare._camera import _cell_type_camera
+
+    rng = np.random.default_rng(7)
+    genes = [f"G{i}" for i in range(60)]
+    sigs = {"a": {"genes": genes[:8]}, "b": {"genes": genes[10:14] + ["absent"]}, "c": {"genes": genes[20:22]}}
+
+    def run(n_patients, min_genes=3):
+        d = compare.design_matrix(_meta(n_patients), "on_treatment", response_levels=RL, timepoints=TP, min_patients=1)
+        counts = pd.DataFrame(rng.poisson(50, size=(len(d.samples), 60)), index=d.samples, columns=genes)
+        stat = pd.Series(rng.normal(size=60), index=genes)
+        return _cell_type_camera(counts, d, stat, sigs, cell_type="T", min_genes=min_genes)
+
+    four = run(4)  # 8 samples, rank 5: 3 residual df
+    assert list(four.columns) == compare.CAMERA_TABLE_COLUMNS and list(four["signature"]) == ["a", "b"]
+    assert (four["design"] == "on_treatment").all() and four["camera_pvalue"].between(0, 1).all()
+    assert run(2).empty and run(4, min_genes=9).empty  # 1 residual df; no set with 9 tested genes
+    parts = [four, four.assign(cell_type="U"), four.assign(design="baseline"), run(2)]
+    cam = compare.combine_camera(parts)
+    assert len(cam) == 6 and list(cam.columns) == [*compare.CAMERA_TABLE_COLUMNS, "camera_fdr"]
+    for _, g in cam.groupby("design"):
+        assert np.allclose(g["camera_fdr"], compare.bh(g["camera_pvalue"].to_numpy()))
+    assert compare.combine_camera([run(2)]).empty
+
+
+def test_workflow_runs_camera_in_the_per_type_de_jobs():
+    """The per-type DE job writes the camera part; signature_enrichment reads those parts (of every
+    design), not the pseudobulks; pseudobulk_de joins only the DE parts."""
+    rules = (Path(__file__).parents[1] / "workflow" / "rules" / "compare.smk").read_text()
+    common = (Path(__file__).parents[1] / "workflow" / "rules" / "common.smk").read_text()
+
+    def rule(name):
+        return re.search(rf"^rule {name}:\n(.*?)(?=^\S)", rules, re.S | re.M).group(1)
+
+    per_type, joined, enrichment = rule("pseudobulk_de_cell_type"), rule("pseudobulk_de"), rule("signature_enrichment")
+    assert 'camera="results/compare/de/{design}/{cell_type}.camera.tsv"' in per_type
+    assert 'signatures=CFG["compare"]["signatures"]' in per_type
+    assert "pseudobulk.h5ad" not in enrichment and "camera=de_camera_parts" in enrichment
+    assert "camera" not in joined
+    parts = re.search(r"^def de_camera_parts\(.*?(?=^\S)", common, re.S | re.M).group(0)
+    assert 'results/compare/de/{design}/{n}.camera.tsv" for design in RUN.designs' in parts
+    script = (Path(__file__).parents[1] / "workflow" / "scripts" / "signature_enrichment.py").read_text()
+    assert "combine_camera" in script and "read_h5ad" not in script

@@ -172,3 +172,21 @@ def test_umap_of_many_types_has_a_key_beside_the_cells_and_numbers_on_them():
     assert not major.texts  # 4 types: colours and key suffice
     assert sorted(t.get_text() for t in leiden.texts) == sorted(map(str, range(24)))
     assert len({str(c) for c in rna_integrate.category_palette(24)}) == 24
+
+
+def test_before_after_figure_draws_a_subsampled_unintegrated_umap():
+    """Above integration.unintegrated_cells the unintegrated UMAP has NaN for the cells left out:
+    the figure draws the others and still writes the types on the data (it failed at 100,000
+    cells with the 50,000-cell default)."""
+    from pinnacle import rna_integrate
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 12, 2000)
+    adata = ad.AnnData(obs=pd.DataFrame({"cell_type": [f"type_{i:02d}" for i in labels]},
+                                        index=[f"c{i}" for i in range(2000)]))
+    adata.obsm["X_umap"] = rng.normal(scale=8, size=(12, 2))[labels] + rng.normal(size=(2000, 2))
+    adata.obsm["X_umap_pca"] = adata.obsm["X_umap"] + 1.0
+    adata.obsm["X_umap_pca"][rng.permutation(2000)[:1000]] = np.nan
+    fig = rna_integrate.plot_embeddings(adata, bases={"before": "X_umap_pca", "after": "X_umap"}, colors=["cell_type"])
+    before, after = fig.axes
+    assert len(before.texts) == len(after.texts) == 12

@@ -572,3 +572,42 @@ def test_truth_rows_for_dsb(sim, simulated_cohort):
         root / "rna" / SAMPLE / "filtered_feature_bc_matrix.h5", sample_id=SAMPLE))[1])[0]}
     (row,) = tcp.check_dsb(only_clr, truth)
     assert row["metric"] == "dsb_samples" and not row["pass"]
+
+
+def test_tag_qc_names_of_the_weakest_tags_do_not_overlap():
+    """The weakest tags sit together just above the diagonal; their names used to be drawn at
+    their points and ran into each other. Also: the isotype list read back from h5ad is an array."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    rng = np.random.default_rng(0)
+    n = 20
+    tags = [f"CD{i}_TotalSeqB" for i in range(n - 2)] + ["IgG1_isotype", "IgG2a_isotype"]
+    empties = np.r_[rng.uniform(2, 12, n - 8), np.full(6, 9.0), 8.0, 8.5]
+    cells = np.r_[empties[:n - 8] * rng.uniform(5, 40, n - 8), 9.5 + rng.uniform(0, 0.05, 6), 8.2, 8.6]
+    table = pd.DataFrame({"tag": tags, "is_isotype": [False] * (n - 2) + [True, True],
+                          "mean_cells": cells, "mean_empties": empties, "cells_over_empties": cells / empties})
+    for c in protein.TAG_QC_COLUMNS:
+        table[c] = table.get(c, np.nan)
+    prot = ad.AnnData(np.ones((50, n)), obs=pd.DataFrame({"isotype_counts": rng.poisson(20, 50).astype(float),
+                                                           "isotype_outlier": False},
+                                                          index=[f"c{i}" for i in range(50)]))
+    prot.uns["tag_qc"] = {"isotypes": np.array(tags[-2:]), "isotype_threshold": 60.0, "n_mads": 5}
+    fig = protein.plot_tag_qc(prot, table, title="overlap", n_label=6)
+    canvas = FigureCanvasAgg(fig)  # the figure comes back closed, on a bare canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    a1, a2 = fig.axes
+    names = [t for t in a1.texts if t.get_text().endswith("TotalSeqB")]
+    assert sorted(t.get_text() for t in names) == sorted(tags[n - 8:n - 2])
+    boxes = [Text.get_window_extent(t, renderer) for t in names]  # the text alone, not its leader line
+    panel = a1.get_window_extent(renderer)
+    for i, b in enumerate(boxes):
+        assert panel.x0 <= b.x0 and b.x1 <= panel.x1 and panel.y0 <= b.y0 and b.y1 <= panel.y1
+        assert not any(b.overlaps(o) for o in boxes[i + 1:]), names[i].get_text()
+    assert a2.get_xlabel().startswith("isotype-control counts")  # the histogram, not "no isotype controls"
+    plt.close(fig)

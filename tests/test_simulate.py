@@ -641,22 +641,22 @@ def test_write_scdna_wide_and_maxquant(tmp_path):
 
 def test_simulate_imports_no_analysis_module():
     """Every module of the package: pinnacle imports are only the writers, errors and the
-    cohort's contract (cohort_layout); relative imports stay inside the package (``from .x``,
-    never ``from ..x``)."""
+    cohort's file layout (``pinnacle.io.cohort_layout``, the io side the design allows the
+    simulator); relative imports stay inside the package (``from .x``, never ``from ..x``)."""
     files = sorted(Path(simulate.__file__).parent.glob("*.py"))
     assert len(files) >= 10, files
     src = "\n".join(f.read_text() for f in files)
     imports = [line.strip() for line in src.splitlines() if line.strip().startswith(("import ", "from "))]
     pinnacle_imports = [line for line in imports if "pinnacle" in line]
     assert all(line in ("from pinnacle import writers", "from pinnacle.errors import InputError")
-               or line.startswith(("from pinnacle.cohort_layout import ", "from pinnacle import cohort_layout "))
+               or line.startswith(("from pinnacle.io.cohort_layout import ", "from pinnacle.io import cohort_layout "))
                for line in pinnacle_imports), pinnacle_imports
     assert not [line for line in imports if line.startswith("from ..")]
 
 
 def test_no_analysis_module_imports_the_simulator():
     """Only the truth check and the benchmark cohorts may import the simulator; the run reads a
-    simulated cohort through pinnacle.cohort_layout (a stage cannot peek at the answer)."""
+    simulated cohort through pinnacle.io.cohort_layout (a stage cannot peek at the answer)."""
     root = Path(simulate.__file__).parents[1]
     allowed = {"benchmarks.py", "truth_check"}
     def imports_simulator(line: str) -> bool:
@@ -672,11 +672,29 @@ def test_no_analysis_module_imports_the_simulator():
     assert not offenders, offenders
 
 
+def test_no_analysis_module_names_the_truth():
+    """The analysis stages (the readers in io included) neither import the truth layout nor spell
+    the truth folder: only the layout itself, the run's wiring (config), the truth check, the
+    benchmarks and the simulator know it."""
+    root = Path(simulate.__file__).parents[1]
+    wiring = {"config.py", "io/cohort_layout.py", "truth_check", "benchmarks.py", "simulate", "writers.py",
+              "errors.py", "__init__.py"}
+    offenders = []
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root)
+        if rel.parts[0] in wiring or rel.as_posix() in wiring:
+            continue
+        code = "\n".join(line for line in f.read_text().splitlines() if not line.lstrip().startswith("#"))
+        if "cohort_layout" in code or re.search(r"""["'/]truth["'/]""", code):
+            offenders.append(str(rel))
+    assert not offenders, offenders
+
+
 # ------------------------------------------------------------------------------------------
-# truth/ layout (pinnacle.cohort_layout): one place for the writer and every reader
+# truth/ layout (pinnacle.io.cohort_layout): one place for the writer and every reader
 # ------------------------------------------------------------------------------------------
 def test_layout_names_every_truth_file(cohort, calib):
-    from pinnacle import cohort_layout as layout
+    from pinnacle.io import cohort_layout as layout
 
     out, res = cohort
     truth = Path(layout.truth_dir(out))
@@ -703,9 +721,9 @@ def test_layout_names_every_truth_file(cohort, calib):
 
 def test_workflow_takes_truth_paths_from_layout():
     """No rule file or adapter spells a path inside the truth folder by hand: they ask
-    pinnacle.cohort_layout (imported by common.smk as ``truth_layout``; the other rule files
+    pinnacle.io.cohort_layout (imported by common.smk as ``truth_layout``; the other rule files
     share its namespace)."""
-    from pinnacle import cohort_layout as layout
+    from pinnacle.io import cohort_layout as layout
 
     rules = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
     scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
@@ -717,7 +735,7 @@ def test_workflow_takes_truth_paths_from_layout():
         code = code.replace("results/truth/", "").replace("logs/truth/", "").replace("benchmarks/truth/", "")
         assert not by_hand.findall(code), (f.name, by_hand.findall(code))
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert "from pinnacle import cohort_layout as truth_layout" in common
+    assert "from pinnacle.io import cohort_layout as truth_layout" in common
     assert "truth_layout.truth_file(RUN.truth, name)" in common  # every truth input of the check
     config = (ROOT / "src" / "pinnacle" / "config.py").read_text()
     assert "truth_dir(outdir)" in config and "twin_path(self.truth, sample)" in config

@@ -431,7 +431,7 @@ def test_bad_corrections_stop_before_any_job(tmp_path):
 def test_test_sheets_describe_the_tiny_demo():
     """.test/config_sheets lists the tiny demo's own files (.test/config_demo), so real-data mode
     runs on what the demo run wrote."""
-    from pinnacle.cohort_layout import cohort_sheets
+    from pinnacle.io.cohort_layout import cohort_sheets
 
     cfg = merge_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
                  yaml.safe_load((REPO / ".test" / "config_demo" / "config.yaml").read_text()))["demo"]
@@ -444,7 +444,7 @@ def test_test_sheets_describe_the_tiny_demo():
 
 def test_shipped_sheets_describe_the_default_demo():
     """config/samples.tsv and patients.tsv are the demo's own sheets: a template that runs."""
-    from pinnacle.cohort_layout import cohort_sheets
+    from pinnacle.io.cohort_layout import cohort_sheets
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]
     samples, patients = cohort_sheets(cfg["outdir"], n_patients=cfg["n_patients"],

@@ -33,8 +33,8 @@ def simulated_cohort_object(outdir: str | Path, *, n_patients: int = 2, cells_pe
     -------
     The cohort object and the truth cell table (``cell_id`` a column).
     """
-    from pinnacle import cohort_layout as layout
     from pinnacle import io, rna_integrate
+    from pinnacle.io import cohort_layout as layout
     from pinnacle.simulate import simulate_cohort
 
     outdir = Path(outdir)

@@ -22,8 +22,8 @@ import pandas as pd
 import yaml
 
 from pinnacle import sheets
-from pinnacle.cohort_layout import CELLS, cohort_sheets, truth_dir, twin_path
 from pinnacle.errors import InputError
+from pinnacle.io.cohort_layout import CELLS, cohort_sheets, truth_dir, twin_path
 
 __all__ = ["Run", "load", "merge", "resource_path", "RESOURCE_KEYS"]
 

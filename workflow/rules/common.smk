@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from pinnacle import compare as _compare  # noqa: E402
 from pinnacle import config as _config  # noqa: E402
-from pinnacle import cohort_layout as truth_layout  # noqa: E402  (the truth/ folder's file names)
+from pinnacle.io import cohort_layout as truth_layout  # noqa: E402  (the truth/ folder's file names)
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 RUN = _config.load(config, workflow.basedir)
@@ -108,6 +108,12 @@ def de_cell_type_parts(wildcards):
     names = _compare.cell_type_file_names(de_cell_types()).values()
     return {"tables": [f"results/compare/de/{wildcards.design}/{n}.tsv" for n in names],
             "status": [f"results/compare/de/{wildcards.design}/{n}.status.tsv" for n in names]}
+
+
+def de_camera_parts(wildcards=None):
+    """Every design's per-type camera tables (designs in order, types as de_cell_types())."""
+    names = _compare.cell_type_file_names(de_cell_types()).values()
+    return [f"results/compare/de/{design}/{n}.camera.tsv" for design in RUN.designs for n in names]
 
 
 def protein_outputs():

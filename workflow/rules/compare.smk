@@ -77,13 +77,17 @@ rule composition:
 # so a design over every type of a trial is hours in one job; a cluster runs these side by side).
 # Each call is refitted without each patient in turn (compare.leave_one_out): one refit of the
 # called genes per patient, nothing for a type without calls.
+# The same job runs camera of each signature on its fit (same samples, design and Wald statistics);
+# signature_enrichment adds the FDR across the design's types.
 # {cell_type} is compare.cell_type_file_name of the label; the tables keep the label itself.
 rule pseudobulk_de_cell_type:
     input:
         h5ad="results/compare/pseudobulk.h5ad",
+        signatures=CFG["compare"]["signatures"],
     output:
         table="results/compare/de/{design}/{cell_type}.tsv",
         status="results/compare/de/{design}/{cell_type}.status.tsv",
+        camera="results/compare/de/{design}/{cell_type}.camera.tsv",
     params:
         meta=RUN.compare_meta(),
         de=DE_SETTINGS,
@@ -108,7 +112,7 @@ rule pseudobulk_de_cell_type:
 
 
 # The design's per-type parts joined (same tables as one job over every type), the significant
-# genes for the report, and the figures.
+# genes for the report, and the figures (the camera parts are signature_enrichment's).
 rule pseudobulk_de:
     input:
         unpack(de_cell_type_parts),
@@ -177,11 +181,13 @@ rule signature_scores:
         "../scripts/signature_scores.py"
 
 
+# ulm of every design's DE statistics, next to camera from the per-type DE jobs (camera parts of
+# every design and type, in the order of the designs and de_cell_types()).
 rule signature_enrichment:
     input:
         de=expand("results/tables/de/{design}.tsv", design=RUN.designs),
         signatures=CFG["compare"]["signatures"],
-        pseudobulk="results/compare/pseudobulk.h5ad",
+        camera=de_camera_parts,
     output:
         table=report("results/tables/signature_enrichment.tsv", caption="../report/signature_enrichment.rst",
                      category="4. Comparisons", subcategory="signatures", labels={"table": "enrichment"}),
@@ -189,10 +195,6 @@ rule signature_enrichment:
                       category="4. Comparisons", subcategory="signatures", labels={"figure": "enrichment"}),
     params:
         fdr=CFG["compare"]["fdr"],
-        meta=RUN.compare_meta(),
-        de=DE_SETTINGS,
-        response_levels=CFG["response"]["levels"],
-        timepoints=CFG["timepoints"],
     log:
         "logs/compare/signature_enrichment.log",
     benchmark:

@@ -1,25 +1,6 @@
-# Stage 3: the cohort of scRNA-seq cells: HVGs from per-sample statistics, the cohort AnnData on
-# the genes it needs, integration (scVI on GPU when present, Harmony, none) and clustering.
-
-
-rule sample_hvg_stats:
-    input:
-        rna="results/rna/{sample}/rna.h5ad",
-    output:
-        stats="results/rna/{sample}/hvg_stats.tsv",
-    params:
-        n_top_genes=CFG["integration"]["n_top_genes"],
-    log:
-        "logs/rna/{sample}/sample_hvg_stats.log",
-    benchmark:
-        "benchmarks/rna/{sample}/sample_hvg_stats.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-    conda:
-        "../../envs/pinnacle.yaml"
-    script:
-        "../scripts/sample_hvg_stats.py"
+# Stage 3: the cohort of scRNA-seq cells: HVGs from per-sample statistics (each qc_sample job
+# writes its sample's), the cohort AnnData on the genes it needs, integration (scVI on GPU when
+# present, Harmony, none) and clustering.
 
 
 rule build_cohort:

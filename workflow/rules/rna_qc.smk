@@ -9,6 +9,9 @@ rule qc_sample:
         prot="results/rna/{sample}/prot.h5ad",
         cells="results/rna/{sample}/cells.tsv.gz",
         summary="results/rna/{sample}/qc.tsv",
+        # Seurat v3 variance statistics of the kept cells, for the cohort's HVGs (build_cohort):
+        # here rather than in a job of their own, which cost more to start than to compute
+        hvg_stats="results/rna/{sample}/hvg_stats.tsv",
         figure=report("results/figures/qc/{sample}.png", caption="../report/qc_sample.rst",
                       category="1. Quality control", subcategory="per sample",
                       labels={"sample": "{sample}"}),

@@ -24,4 +24,5 @@ if model is not None:
     print(f"scVI: {adata.uns['scvi']}", file=sys.stderr)
 if cfg["method"] != "scvi":
     (model_dir / "README.txt").write_text(f"integration.method is {cfg['method']}: no scVI model is used.\n")
-writers.write_h5ad(adata, snakemake.output.h5ad, compression="gzip")
+# lzf: an intermediate read only by the pipeline (annotated.h5ad, which users open, stays gzip)
+writers.write_h5ad(adata, snakemake.output.h5ad, compression="lzf")

@@ -14,7 +14,7 @@ known = adata[(adata.obs["cell_type_major"] != "unknown").to_numpy()]
 rows = ri.stratified_subsample(known.obs[snakemake.params.batch_key], snakemake.params.max_cells,
                                random_state=snakemake.params.seed)
 table = ri.integration_metrics(known[rows].copy(), embeddings=embeddings, batch_key=snakemake.params.batch_key,
-                               label_key="cell_type_major", random_state=snakemake.params.seed)
+                               label_key="cell_type_major")
 table.insert(1, "n_cells", len(rows))
 table.insert(1, "chosen", [embeddings[e] == adata.uns["integration"]["embedding"] for e in table["embedding"]])
 writers.write_table(table, snakemake.output.table, sep="\t", index=False)

@@ -1,11 +1,12 @@
-"""Adapter: one sample's QC: read, metrics, thresholds, doublets, ambient estimate, figure."""
+"""Adapter: one sample's QC: read, metrics, thresholds, doublets, ambient estimate, figure; and the
+kept cells' Seurat v3 variance statistics the cohort's HVGs are chosen from."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd  # noqa: E402
 
-from pinnacle import io, rna_qc, sheets, writers  # noqa: E402
+from pinnacle import io, rna_integrate, rna_qc, sheets, writers  # noqa: E402
 
 meta, qc, seed = snakemake.params.meta, snakemake.params.qc, snakemake.params.seed
 rna, prot = io.split_features(io.read_rna(snakemake.input.rna, sample_id=meta["sample_id"]))
@@ -47,6 +48,9 @@ writers.write_table(pd.DataFrame([{**meta, **summary, "n_adt": 0 if prot is None
                     snakemake.output.summary, sep="\t", index=False)
 kept.obs = kept.obs.drop(columns=[c for c in kept.obs if c.startswith("qc_fail_")])
 writers.write_h5ad(kept, snakemake.output.rna, compression="gzip")
+stats = rna_integrate.sample_hvg_stats(kept)
+writers.write_table(stats, snakemake.output.hvg_stats, sep="\t")
+print(f"HVG statistics: loess span {stats.attrs['span']}", file=sys.stderr)
 prot = kept[:, []].copy() if prot is None else prot[kept.obs_names].copy()
 prot.obs = kept.obs[list(sheets.OBS_META)].copy()
 writers.write_h5ad(prot, snakemake.output.prot, compression="gzip")

@@ -1,22 +1,26 @@
-"""Adapter: enrichment of every design's DE statistics in the curated signatures."""
+"""Adapter: enrichment of every design's DE statistics in the curated signatures: ulm here, next to
+camera, which each per-type DE job ran on its own fit (the FDR across each design's types is added here)."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pinnacle import compare, writers  # noqa: E402
 
-p, cfg = snakemake.params, snakemake.params.de
-de = pd.concat([pd.read_csv(path, sep="\t") for path in snakemake.input.de], ignore_index=True)
+
+def read(path, text=("design", "cell_type", "gene", "signature", "loo_driven_by")):
+    # Names stay text ("NA" is a gene or a cell type, not a missing value); floats read back exactly.
+    return pd.read_csv(path, sep="\t", dtype=dict.fromkeys(text, str), keep_default_na=False, na_values=[""],
+                       float_precision="round_trip")
+
+
+p = snakemake.params
+de = pd.concat([read(path) for path in snakemake.input.de], ignore_index=True)
 signatures = compare.load_signatures(snakemake.input.signatures)
 enr = compare.signature_enrichment(de, signatures)
-# camera (inter-gene correlation allowed for) next to ulm, on the same statistics and pseudobulks
-cam = compare.signature_camera(de, ad.read_h5ad(snakemake.input.pseudobulk), compare.sample_meta(p.meta), signatures,
-                               response_levels=p.response_levels, timepoints=p.timepoints,
-                               covariates=cfg["covariates"], min_cells=cfg["min_cells"], min_counts=cfg["min_counts"],
-                               min_patients=cfg["min_patients"])
+# camera (inter-gene correlation allowed for) next to ulm, on the same statistics, samples and design
+cam = compare.combine_camera([read(path) for path in snakemake.input.camera])
 enr = enr.merge(cam, on=["design", "cell_type", "signature"], how="left")
 writers.write_table(enr, snakemake.output.table, sep="\t", index=False)
 fig = compare.plot_effect_heatmap(enr.assign(padj=enr["camera_fdr"]), value="score", fdr=p.fdr,

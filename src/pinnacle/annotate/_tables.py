@@ -146,7 +146,7 @@ def plot_state_scores(obs: pd.DataFrame, *, states: Iterable[str], groupby: str 
             pos = np.arange(len(groups)) + (j - (len(levels) - 1) / 2) * width
             keep = [i for i, d in enumerate(data) if d.size]
             bp = ax.boxplot([data[i] for i in keep], positions=pos[keep], widths=width * 0.9, showfliers=False,
-                            patch_artist=True)
+                            patch_artist=True, medianprops={"color": "black", "linewidth": 1.2})
             for box in bp["boxes"]:
                 box.set_facecolor(colours[j % len(colours)])
         # score_genes: mean log1p expression of the state's genes minus that of control genes
@@ -211,8 +211,36 @@ def plot_marker_dotplot(adata: ad.AnnData, markers: Mapping, *, groupby: str = "
                        obs=pd.DataFrame({groupby: pd.Categorical(labels.astype(str), categories=order)},
                                         index=adata.obs_names),
                        var=pd.DataFrame(index=genes))
-    dp = sc.pl.dotplot(small, var_names, groupby=groupby, show=False, return_fig=True, standard_scale="var")
+    # genes as rows, labels as columns: ~150 marker genes side by side would be too wide to read
+    dp = sc.pl.dotplot(small, var_names, groupby=groupby, show=False, return_fig=True, standard_scale="var",
+                       swap_axes=True)
+    dp.legend(colorbar_title="mean expression\n(scaled 0-1 per gene)", size_title="% of cells\nexpressing")
     dp.make_figure()
     fig = dp.fig
+    main = dp.ax_dict["mainplot_ax"]
+    # the labels above the columns too (the figure is tall), rows' set names whole and level
+    main.tick_params(axis="x", labeltop=True, top=True)
+    for label in main.get_xticklabels():
+        label.set_rotation(90)
+    groups = dp.ax_dict.get("gene_group_ax")
+    if groups is not None and len(groups.texts) == len(var_names):
+        for text, name in zip(groups.texts, var_names):
+            text.set_text(name)
+            text.set_rotation(0)
+            text.set_horizontalalignment("left")
+        # room for the whole names: the keys move right by the longest name's width
+        extra = 0.075 * max(map(len, var_names))
+        width = fig.get_figwidth()
+        fig.set_figwidth(width + extra)
+        top, height = main.get_position().y1, fig.get_figheight()
+        size_key = dp.ax_dict.get("size_legend_ax")
+        below = top - (size_key.get_position().height if size_key is not None else 0) - 0.9 / height
+        for key, ax in dp.ax_dict.items():
+            box = ax.get_position()
+            y0 = box.y0
+            if key.endswith("legend_ax"):  # and up to the top of the plot, where a reader starts
+                y0 = top - box.height if key.startswith("size") else below - box.height
+            ax.set_position((((box.x0 * width) + (extra if key.endswith("legend_ax") else 0.0)) / (width + extra),
+                             y0, box.width * width / (width + extra), box.height))
     plt.close(fig)
     return fig

@@ -26,6 +26,20 @@ def _chrom_bounds(chrom: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]
     return starts, names, (starts + ends) / 2
 
 
+def _chrom_ticks(ax, chrom: np.ndarray, *, fontsize: float = 7) -> None:
+    """Chromosome names under their runs of bins; a name whose centre is too close to the one
+    before it (the small chromosomes at the end) goes one line lower, alternating, so that no two
+    names on a line overlap."""
+    _, names, mids = _chrom_bounds(chrom)
+    close = np.r_[False, np.diff(mids) < 0.018 * len(chrom)]
+    labels, low = [], False
+    for name, near in zip(names, close):
+        low = bool(near) and not low
+        labels.append(("\n" + name) if low else name)
+    ax.set_xticks(mids)
+    ax.set_xticklabels(labels, fontsize=fontsize)
+
+
 def _cn_cmap(max_cn: int):
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
@@ -75,7 +89,7 @@ def plot_clone_heatmap(adata: ad.AnnData, *, clone_key: str = "clone", layer: st
                            for idx in (np.flatnonzero((labels == c).to_numpy()) for c in order)])
     X = np.minimum(np.asarray(adata.layers[layer])[rows], max_cn)
     chrom = adata.var["chrom"].astype(str).to_numpy()
-    starts, names, mids = _chrom_bounds(chrom)
+    starts = _chrom_bounds(chrom)[0]
     samples = sample_of[rows]
     sample_names = sorted(set(samples))
     colours = _clone_colours(order)
@@ -87,8 +101,7 @@ def plot_clone_heatmap(adata: ad.AnnData, *, clone_key: str = "clone", layer: st
     im = ax.imshow(X, aspect="auto", interpolation="nearest", cmap=cmap, norm=norm)
     for s in starts[1:]:
         ax.axvline(s - 0.5, color="black", lw=0.4)
-    ax.set_xticks(mids)
-    ax.set_xticklabels(names, fontsize=7)
+    _chrom_ticks(ax, chrom)
     ax.set_yticks([])
     ax.set_xlabel("chromosome")
     cbar = fig.colorbar(im, cax=cax, ticks=range(max_cn + 1))
@@ -132,7 +145,7 @@ def plot_consensus_profiles(consensus: pd.DataFrame, *, chrom=None, max_cn: int 
     if chrom is None:
         chrom = np.array([str(c).split(":")[0] for c in consensus.columns])
     chrom = np.asarray(chrom, dtype=str)
-    starts, names, mids = _chrom_bounds(chrom)
+    starts = _chrom_bounds(chrom)[0]
     clones = list(consensus.index)
     colours = _clone_colours(clones)
     fig, axes = plt.subplots(len(clones), 1, figsize=(12, 0.9 + 1.0 * len(clones)), sharex=True, squeeze=False)
@@ -146,8 +159,7 @@ def plot_consensus_profiles(consensus: pd.DataFrame, *, chrom=None, max_cn: int 
         ax.set_ylim(-0.3, max_cn + 0.3)
         ax.set_yticks(range(0, max_cn + 1, 2))
         ax.set_ylabel(clone, rotation=0, ha="right", va="center", fontsize=8)
-    axes[-1, 0].set_xticks(mids)
-    axes[-1, 0].set_xticklabels(names, fontsize=7)
+    _chrom_ticks(axes[-1, 0], chrom)
     axes[-1, 0].set_xlabel("chromosome")
     fig.supylabel("copy number (dotted: 2)", fontsize=9)
     fig.suptitle(title or "clone consensus profiles (median integer copy number)")

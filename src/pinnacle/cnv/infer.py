@@ -66,6 +66,8 @@ import scipy.sparse as sp
 
 from pinnacle.errors import InputError
 
+from .figures import _chrom_ticks
+
 __all__ = ["EPITHELIAL_TYPES", "REFERENCE_TYPES", "call_malignant", "ebv_genes", "infer_cnv", "plot_cnv_heatmap"]
 
 #: major types (``resources/markers.yaml``) used as the diploid reference: immune and stromal cells.
@@ -573,7 +575,7 @@ def plot_cnv_heatmap(adata: ad.AnnData, *, cnv_key: str = "cnv", call_key: str =
     vmax = (float(np.quantile(np.abs(X), 0.99)) or 0.1) if vmax is None else float(vmax)
     chr_pos = adata.uns[cnv_key]["chr_pos"]
     starts = np.array(list(chr_pos.values()))
-    mids = (starts + np.r_[starts[1:], X.shape[1]]) / 2
+    chrom = np.repeat(list(chr_pos), np.diff(np.r_[starts, X.shape[1]]))  # each window's chromosome
 
     fig = plt.figure(figsize=(12, 2.5 + min(6.0, 0.006 * len(rows) + 2)))
     grid = fig.add_gridspec(1, 3, width_ratios=[0.4, 30, 0.6], wspace=0.03)
@@ -581,8 +583,8 @@ def plot_cnv_heatmap(adata: ad.AnnData, *, cnv_key: str = "cnv", call_key: str =
     im = ax.imshow(X, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
     for s in starts[1:]:
         ax.axvline(s - 0.5, color="black", lw=0.5)
-    ax.set(xticks=mids, yticks=[], xlabel="chromosome")
-    ax.set_xticklabels([c.removeprefix("chr") for c in chr_pos], fontsize=7)
+    ax.set(yticks=[], xlabel="chromosome")
+    _chrom_ticks(ax, chrom)  # the small chromosomes' names on two lines
     bounds = np.cumsum([n for _, _, n in groups])
     for b in bounds[:-1]:
         ax.axhline(b - 0.5, color="black", lw=1.0)

@@ -33,10 +33,11 @@ fitFDist, fitFDistRobustly, fitFDistUnequalDF1, squeezeVar), ``_limma_numerics``
 routines it calls), ``_de`` (pseudobulks, pydeseq2 DE per cell type with a leave-one-patient-out check of each call,
 per-type file names, result tables), ``_composition`` (composition test), ``_proteomics`` (bulk proteomics test),
 ``_signatures`` (signature file, scores, tests, enrichment), ``_camera`` (limma's camera gene-set
-test, re-implemented), ``_figures`` (plots).
+test, re-implemented; run on each type's DE fit by ``pseudobulk_de`` and joined by ``combine_camera``),
+``_figures`` (plots).
 """
 
-from ._camera import CAMERA_COLUMNS, camera, signature_camera, zscore_t
+from ._camera import CAMERA_COLUMNS, CAMERA_TABLE_COLUMNS, camera, combine_camera, zscore_t
 from ._composition import NON_IMMUNE_LINEAGES, composition_test, composition_tests, non_immune_types, proportions
 from ._de import (
     DE_COLUMNS,
@@ -84,8 +85,9 @@ from ._signatures import (
 
 __all__ = [
     "CAMERA_COLUMNS",
+    "CAMERA_TABLE_COLUMNS",
     "camera",
-    "signature_camera",
+    "combine_camera",
     "zscore_t",
     "NON_IMMUNE_LINEAGES",
     "composition_tests",

@@ -149,70 +149,81 @@ def camera(statistics: pd.Series, gene_sets: Mapping[str, Sequence[str]], *, res
     return out
 
 
-def signature_camera(de: pd.DataFrame, pb, meta: pd.DataFrame, signatures: Mapping[str, dict], *,
-                     response_levels: Sequence[str], timepoints: Sequence[str], covariates=(),
-                     min_cells: int = 10, min_counts: float = 1000, min_patients: int = 3,
-                     paired: bool = True, min_genes: int = 3) -> pd.DataFrame:
-    """camera of each signature in each design x cell type's DE statistics.
+CAMERA_TABLE_COLUMNS = ["design", "cell_type", "signature", "camera_correlation", "camera_direction",
+                        "camera_pvalue"]
 
-    The statistics are the pydeseq2 Wald statistics of the genes tested in the type (the DE
-    table); the inter-gene correlation comes from the residuals of the same design fitted by
-    least squares to the log-CPM of the same pseudobulks (the samples the DE used: the same
-    floors and design), as camera does with voom's log-CPM.
+
+def _cell_type_camera(counts: pd.DataFrame, design, statistics: pd.Series, signatures: Mapping[str, dict], *,
+                      cell_type: str, min_genes: int = 3) -> pd.DataFrame:
+    """camera of each signature in one design x cell type's DE statistics (:func:`pseudobulk_de`
+    calls it with the counts, design and Wald statistics of its own fit).
+
+    The inter-gene correlation comes from the residuals of the same design fitted by least
+    squares to the log-CPM of the same pseudobulks (``log2((count + 0.5) / (library size + 1) * 1e6)``,
+    library size over all genes), as camera does with voom's log-CPM; residual df is samples minus
+    the design's rank. No rows when that df is below 2 or no signature has ``min_genes`` of the
+    tested genes.
 
     Parameters
     ----------
-    de
-        The combined DE table (``design``, ``cell_type``, ``gene``, ``stat``).
-    pb
-        All pseudobulks (``obs`` ``sample_id``, ``cell_type``, ``n_cells``, ``n_counts``).
-    meta
-        Sample metadata indexed by sample (:func:`sample_meta`).
+    counts
+        Samples x genes counts of the type, all genes (the library sizes), rows of ``design.samples``.
+    design
+        The :class:`Design` the DE fitted (``X``, ``samples``, ``name``).
+    statistics
+        Wald statistic per tested gene, indexed by gene (NaN ones are left out).
     signatures
         Name -> entry with ``genes`` (:func:`load_signatures`).
-    response_levels, timepoints, covariates, min_cells, min_counts, min_patients, paired
-        As the DE was run (:func:`pseudobulk_de`).
+    cell_type
+        The type's label, for the table.
     min_genes
-        Fewest of a signature's genes among the type's tested genes.
+        Fewest of a signature's genes among the tested genes.
 
     Returns
     -------
-    One row per design x cell type x signature: ``camera_correlation``, ``camera_direction``,
-    ``camera_pvalue`` and ``camera_fdr`` (BH across the design's types x signatures).
+    One row per tested signature with :data:`CAMERA_TABLE_COLUMNS` (no FDR: that is across the
+    design's types, :func:`combine_camera`).
     """
-    from ._de import _cell_type_counts
-    from ._design import NotEstimable, design_matrix
+    stat = pd.Series(statistics, dtype=float).dropna()
+    stat = stat[~stat.index.duplicated()]
+    stat = stat[stat.index.isin(counts.columns)]
+    X = design.X.to_numpy(dtype=float)
+    df_residual = len(design.samples) - np.linalg.matrix_rank(X)
+    sets = {name: [x for x in s["genes"] if x in stat.index] for name, s in signatures.items()}
+    sets = {name: genes for name, genes in sets.items() if len(genes) >= min_genes}
+    if df_residual < 2 or not sets:
+        return pd.DataFrame(columns=CAMERA_TABLE_COLUMNS)
+    c = counts.loc[design.samples]
+    logcpm = np.log2((c[stat.index].to_numpy(dtype=float) + 0.5)
+                     / (c.sum(axis=1).to_numpy(dtype=float)[:, None] + 1.0) * 1e6)
+    beta = np.linalg.lstsq(X, logcpm, rcond=None)[0]
+    residuals = pd.DataFrame((logcpm - X @ beta).T, index=stat.index, columns=design.samples)
+    res = camera(stat, sets, residuals=residuals, df_residual=df_residual)
+    return pd.DataFrame({"design": design.name, "cell_type": cell_type, "signature": res["gene_set"],
+                         "camera_correlation": res["correlation"], "camera_direction": res["direction"],
+                         "camera_pvalue": res["pvalue"]})[CAMERA_TABLE_COLUMNS]
 
-    cols = ["design", "cell_type", "signature", "camera_correlation", "camera_direction", "camera_pvalue",
-            "camera_fdr"]
-    parts = []
-    for (design, ct), g in de.dropna(subset=["stat"]).groupby(["design", "cell_type"], sort=False):
-        counts = _cell_type_counts(pb, ct, min_cells=min_cells, min_counts=min_counts)
-        try:
-            d = design_matrix(meta.loc[meta.index.intersection(counts.index)], design,
-                              response_levels=response_levels, timepoints=timepoints, covariates=covariates,
-                              paired=paired, min_patients=min_patients)
-        except NotEstimable:
-            continue
-        stat = g.drop_duplicates("gene").set_index("gene")["stat"].astype(float)
-        stat = stat[stat.index.isin(counts.columns)]
-        X = d.X.to_numpy(dtype=float)
-        df_residual = len(d.samples) - np.linalg.matrix_rank(X)
-        sets = {name: [x for x in s["genes"] if x in stat.index] for name, s in signatures.items()}
-        sets = {name: genes for name, genes in sets.items() if len(genes) >= min_genes}
-        if df_residual < 2 or not sets:
-            continue
-        c = counts.loc[d.samples]
-        logcpm = np.log2((c[stat.index].to_numpy(dtype=float) + 0.5)
-                         / (c.sum(axis=1).to_numpy(dtype=float)[:, None] + 1.0) * 1e6)
-        beta = np.linalg.lstsq(X, logcpm, rcond=None)[0]
-        residuals = pd.DataFrame((logcpm - X @ beta).T, index=stat.index, columns=d.samples)
-        res = camera(stat, sets, residuals=residuals, df_residual=df_residual)
-        parts.append(pd.DataFrame({"design": design, "cell_type": ct, "signature": res["gene_set"],
-                                   "camera_correlation": res["correlation"], "camera_direction": res["direction"],
-                                   "camera_pvalue": res["pvalue"]}))
+
+def combine_camera(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Join per-type camera tables (the third of :func:`pseudobulk_de`'s results, one per design x
+    cell type) and add ``camera_fdr``: BH across each design's types x signatures (one family per
+    design, the family of ulm's ``padj`` in :func:`signature_enrichment`).
+
+    Parameters
+    ----------
+    parts
+        Per-type camera tables (:data:`CAMERA_TABLE_COLUMNS`), of one or more designs; empty ones
+        are skipped.
+
+    Returns
+    -------
+    The rows in the order given, with ``camera_fdr``.
+    """
+    cols = [*CAMERA_TABLE_COLUMNS, "camera_fdr"]
+    parts = [p[CAMERA_TABLE_COLUMNS] for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)
-    out["camera_fdr"] = out.groupby("design")["camera_pvalue"].transform(lambda p: bh(p.to_numpy()))
+    out["camera_pvalue"] = out["camera_pvalue"].astype(float)
+    out["camera_fdr"] = out.groupby("design", sort=False)["camera_pvalue"].transform(lambda p: bh(p.to_numpy()))
     return out[cols]

@@ -1,10 +1,11 @@
-"""Pseudobulks per sample and cell type, pydeseq2 DE per cell type, per-type file names and result tables."""
+"""Pseudobulks per sample and cell type, pydeseq2 DE per cell type (with camera of the signatures on the
+same fit), per-type file names and result tables."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,7 @@ import scipy.sparse as sp
 
 from pinnacle.errors import InputError
 
+from ._camera import CAMERA_TABLE_COLUMNS, _cell_type_camera
 from ._design import Design, NotEstimable, design_matrix
 from ._limma import bh
 
@@ -297,10 +299,12 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
                   timepoints: Sequence[str], covariates: Sequence[str] = (), cell_types: Sequence[str] | None = None,
                   min_cells: int = 10, min_counts: float = 1000, min_patients: int = 3, alpha: float = 0.1,
                   shrink: bool = True, paired: bool = True, leave_one_out: bool = True,
-                  n_cpus: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  n_cpus: int = 1, signatures: Mapping[str, dict] | None = None,
+                  camera_min_genes: int = 3) -> tuple[pd.DataFrame, ...]:
     """Pseudobulk DE of one design in every cell type (or the ``cell_types`` given, in their order).
 
-    Returns ``(results, status)``: results has one row per cell type x gene with the design, its
+    Returns ``(results, status)``, or ``(results, status, camera)`` when ``signatures`` is given:
+    results has one row per cell type x gene with the design, its
     formula, patients per group and the test; status has one row per cell type saying whether it
     was tested, on how many samples and genes, or why not. Each type is fitted and BH-adjusted on
     its own, so calling this once per type and joining the parts with :func:`combine_de` gives
@@ -310,6 +314,13 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
     Each call (``padj`` < ``alpha``) is checked leaving out one patient at a time
     (:func:`leave_one_patient_out`, the ``loo_*`` columns); the status counts the calls some
     patient's removal loses (``n_loo_flagged``).
+    With ``signatures``, each tested type's signatures are also tested by camera (limma's
+    competitive gene-set test allowing for inter-gene correlation, :func:`camera`) on the same
+    fit: the Wald ``stat`` of the genes tested in the type, and the inter-gene correlation from
+    the least-squares residuals of the same design ``X`` fitted to the log-CPM (prior count 0.5,
+    library size + 1, over all genes) of the same samples (residual df: samples minus the
+    design's rank). So camera uses exactly the DE's samples and design. A type with fewer than 2
+    residual df, or where no signature has ``camera_min_genes`` tested genes, has no camera row.
 
     Parameters
     ----------
@@ -334,10 +345,23 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
         ``loo_*`` columns stay empty (saves one refit of the called genes per patient).
     n_cpus
         Processes pydeseq2 uses.
+    signatures
+        Signature name -> entry with ``genes`` (:func:`load_signatures`); given: camera of each in
+        each tested type, returned as a third table. None: no camera, two tables.
+    camera_min_genes
+        Fewest of a signature's genes among the type's tested genes for camera to test it.
+
+    Returns
+    -------
+    ``(results, status)``; with ``signatures``, ``(results, status, camera)``, camera having one
+    row per tested type x signature: ``design``, ``cell_type``, ``signature``,
+    ``camera_correlation`` (the estimated inter-gene correlation), ``camera_direction`` (Up /
+    Down) and ``camera_pvalue`` (two-sided). It has no FDR: that is BH across all the design's
+    types x signatures, added by :func:`combine_camera` once every type's table is there.
     """
     if cell_types is None:
         cell_types = de_cell_types(pb.obs["cell_type"])
-    results, status = [], []
+    results, status, cameras = [], [], []
     for ct in cell_types:
         counts = _cell_type_counts(pb, ct, min_cells=min_cells, min_counts=min_counts)
         row = {"cell_type": ct, "design": design, "n_samples": 0, "n_genes": 0, "n_significant": 0,
@@ -355,6 +379,9 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
             status.append({**row, "status": "not tested: fewer than 10 expressed genes"})
             continue
         res, dds = _deseq2_fit(counts[genes], d, alpha=alpha, shrink=shrink, n_cpus=n_cpus)
+        if signatures is not None:
+            cameras.append(_cell_type_camera(counts, d, res.set_index("gene")["stat"], signatures, cell_type=ct,
+                                             min_genes=camera_min_genes))
         loo = "off (compare.leave_one_out)"
         if leave_one_out:
             res, loo = leave_one_patient_out(res, counts[genes], meta, d, dds, alpha=alpha,
@@ -374,7 +401,11 @@ def pseudobulk_de(pb: ad.AnnData, meta: pd.DataFrame, *, design: str, response_l
                        "status": "tested"})
     cols = list(DE_COLUMNS)
     res = _with_design_padj(pd.concat(results, ignore_index=True))[cols] if results else pd.DataFrame(columns=cols)
-    return res, pd.DataFrame(status)
+    if signatures is None:
+        return res, pd.DataFrame(status)
+    cameras = [c for c in cameras if len(c)]
+    camera = pd.concat(cameras, ignore_index=True) if cameras else pd.DataFrame(columns=CAMERA_TABLE_COLUMNS)
+    return res, pd.DataFrame(status), camera
 
 
 def de_cell_types(observed: Sequence[str], listed: Sequence[str] = ()) -> list[str]:

@@ -34,6 +34,47 @@ def _empty_figure(message: str):
 
 
 RESPONSE_COLOURS = ("#3b6fb6", "#d1495b")
+#: colour of the genes / proteins below the FDR in the volcanoes
+HIT_COLOUR = "#d1495b"
+
+
+#: where a point's name may go, in offset points from the point, first free one wins
+LABEL_SPOTS = tuple((dx * side, dy, "left" if side > 0 else "right")
+                    for dy in (2, -10, 10, -18, 18, -26, 26, -34, 34) for dx in (3, 12) for side in (1, -1))
+
+
+def _place_labels(ax, texts, *, spots=LABEL_SPOTS) -> None:
+    """Put each label (an :class:`~matplotlib.text.Annotation` in offset points) at the first of
+    ``spots`` (``(dx, dy, ha)``) where it overlaps no label already placed and stays inside the
+    panel, or else where it overlaps least. Call it after the layout (it works in display space)."""
+    from matplotlib.text import Text
+
+    renderer = ax.figure.canvas.get_renderer()
+    panel = ax.get_window_extent(renderer)
+    placed = []
+
+    def cost(box):
+        inside = (max(0.0, panel.x0 - box.x0) + max(0.0, box.x1 - panel.x1) + max(0.0, panel.y0 - box.y0)
+                  + max(0.0, box.y1 - panel.y1)) * box.height
+        return inside + sum(max(0.0, min(box.x1, b.x1) - max(box.x0, b.x0))
+                            * max(0.0, min(box.y1, b.y1) - max(box.y0, b.y0)) for b in placed)
+
+    for t in texts:
+        best = None
+        for dx, dy, ha in spots:
+            t.xyann = (dx, dy)
+            t.set_horizontalalignment(ha)
+            t.update_positions(renderer)
+            box = Text.get_window_extent(t, renderer).expanded(1.04, 1.15)  # the name, not its line
+            c = cost(box)
+            if best is None or c < best[0]:
+                best = (c, dx, dy, ha, box)
+            if c == 0:
+                break
+        _, dx, dy, ha, box = best
+        t.xyann = (dx, dy)
+        t.set_horizontalalignment(ha)
+        placed.append(box)
 
 
 def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.DataFrame, *,
@@ -64,11 +105,12 @@ def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.Da
     types = list(props.columns)
     if not types:
         return _empty_figure("no cell types to show")
-    fig, axes = _grid(len(types), ncols=6, size=(2.6, 2.4))
+    ncols = 6
+    fig, axes = _grid(len(types), ncols=ncols, size=(2.6, 2.5))
     colour = dict(zip(response_levels, RESPONSE_COLOURS))
     tp_x = {t: i for i, t in enumerate(timepoints)}
     m = meta.loc[meta.index.intersection(props.index)]
-    for ax, ct in zip(axes, types):
+    for k, (ax, ct) in enumerate(zip(axes, types)):
         for _pid, rows in m.groupby("patient_id"):
             rows = rows[rows["timepoint"].isin(tp_x)].sort_values("timepoint", key=lambda s: s.map(tp_x))
             ax.plot(rows["timepoint"].map(tp_x), props.loc[rows.index, ct] * 100, "-o", ms=3, lw=1,
@@ -79,22 +121,31 @@ def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.Da
                 hit = tests[(tests["design"] == f"on_treatment_{lvl}") & (tests["cell_type"] == ct)]
                 if len(hit) and np.isfinite(hit["padj"].iloc[0]):
                     q = hit["padj"].iloc[0]
-                    notes.append(f"{lvl[:6]} q={q:.2g}{'*' if q < fdr else ''}")
-        ax.set_title(ct + ("\n" + ", ".join(notes) if notes else ""), fontsize=7)
+                    notes.append(f"{lvl}: q={q:.2g}{'*' if q < fdr else ''}")
+        ax.set_title("\n".join([ct, *notes]), fontsize=7)
         ax.set_xticks(range(len(timepoints)), timepoints, fontsize=7)
         ax.tick_params(labelsize=7)
         ax.set_xlim(-0.3, len(timepoints) - 0.7)
-    axes[0].set_ylabel("% of cells", fontsize=7)
+        # each panel has its own scale: the first panel of every row names it
+        if k % ncols == 0:
+            ax.set_ylabel("% of the sample's cells", fontsize=7)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, label=level) for level, c in colour.items()]
-    fig.legend(handles=handles, loc="upper right", fontsize=8)
-    fig.suptitle("Cell-type proportions per patient (q: paired test within response group; * below FDR)", fontsize=9)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=c, marker="o", ms=3, label=f"{level} (a line per patient)")
+               for level, c in colour.items()]
+    free = axes[len(types):]
+    if free:  # the key in the first empty grid cell, never over a panel
+        free[0].legend(handles=handles, loc="center", fontsize=8, frameon=False, title="response", title_fontsize=8)
+    else:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Cell-type proportions per patient (q: FDR of the paired test within each response group; "
+                 f"* q < {fdr:g})", fontsize=9)
+    fig.tight_layout(rect=(0, 0 if free else 0.3 / fig.get_figheight(), 1, 1))
     return fig
 
 
-def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
+def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = "",
+                   xlabel: str = "log2 fold change (shrunken)"):
     """One volcano per tested cell type: shrunken log2 fold change vs -log10 p, FDR hits in red.
 
     Parameters
@@ -106,6 +157,8 @@ def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
         Genes with ``padj`` below it are red; the five of them with the smallest p are named.
     title
         Title of the figure.
+    xlabel
+        Label of the x axes (what the fold change is).
 
     Returns
     -------
@@ -113,23 +166,37 @@ def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = ""):
     """
     if de.empty:
         return _empty_figure(f"{title}: no cell type could be tested (see the status table)")
+    from matplotlib.lines import Line2D
+
     types = sorted(de["cell_type"].unique())
     fig, axes = _grid(len(types), ncols=5)
+    labels = {}
     for ax, ct in zip(axes, types):
         sub = de[de["cell_type"] == ct]
         lfc = sub["log2fc_shrunk"].where(sub["log2fc_shrunk"].notna(), sub["log2fc"])
         hit = (sub["padj"] < fdr).to_numpy()
         y = -np.log10(sub["pvalue"].clip(lower=1e-300))
         ax.scatter(lfc[~hit], y[~hit], s=3, c="grey", alpha=0.5, rasterized=True)
-        ax.scatter(lfc[hit], y[hit], s=5, c="#d1495b")
-        for _, r in sub[hit].nsmallest(5, "pvalue").iterrows():
-            ax.annotate(r["gene"], (lfc[_], -np.log10(max(r["pvalue"], 1e-300))), fontsize=6)
-        ax.set_title(f"{ct} ({hit.sum()} at FDR {fdr})", fontsize=8)
+        ax.scatter(lfc[hit], y[hit], s=5, c=HIT_COLOUR)
+        ax.margins(x=0.08, y=0.12)  # room for the names of the outermost genes
+        ax.axvline(0, color="0.8", lw=0.6, zorder=0)
+        ax.set_title(f"{ct} ({hit.sum()} at FDR {fdr:g})", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.supxlabel("log2 fold change (shrunken)", fontsize=8)
-    fig.supylabel("-log10 p", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=7)
+        ax.set_ylabel("-log10 p", fontsize=7)
+        labels[ax] = [(r["gene"], lfc[i], -np.log10(max(r["pvalue"], 1e-300)))
+                      for i, r in sub[hit].nsmallest(5, "pvalue").iterrows()]
+    handles = [Line2D([], [], ls="", marker="o", ms=4, color=HIT_COLOUR, label=f"FDR < {fdr:g} (top 5 named)"),
+               Line2D([], [], ls="", marker="o", ms=4, color="grey", alpha=0.5, label="not significant")]
+    fig.legend(handles=handles, loc="upper right", ncol=2, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.15 / fig.get_figheight()))
+    for ax, named in labels.items():
+        # names inside the panel, beside their point, never over another name
+        texts = [ax.annotate(gene, (x, y), xytext=(3, 2), textcoords="offset points", va="bottom", fontsize=6,
+                             arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.4", "shrinkA": 0, "shrinkB": 2})
+                 for gene, x, y in named]
+        _place_labels(ax, texts)
     return fig
 
 
@@ -149,7 +216,8 @@ def plot_protein_volcanoes(tests: pd.DataFrame, *, fdr: float = 0.1):
     """
     tested = tests[tests["status"].eq("tested")] if "status" in tests else tests.iloc[0:0]
     return plot_volcanoes(tested.assign(cell_type=tested.get("design"), log2fc_shrunk=tested.get("log2fc")),
-                          fdr=fdr, title="Bulk proteomics by design")
+                          fdr=fdr, title="Bulk proteomics by design",
+                          xlabel="log2 fold change (median-centred log2 intensity)")
 
 
 def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, *, n_top: int = 8, title: str = ""):
@@ -190,23 +258,33 @@ def plot_top_genes(pb: ad.AnnData, de: pd.DataFrame, meta: pd.DataFrame, *, n_to
         X = X.toarray() if sp.issparse(X) else np.asarray(X)
         cpm = np.log2(X / np.maximum(X.sum(axis=1, keepdims=True), 1) * 1e6 + 1)[:, pb.var_names.get_indexer(top)]
         z = (cpm - cpm.mean(0)) / np.where(cpm.std(0) > 0, cpm.std(0), 1)
-        ax.imshow(z.T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
+        im = ax.imshow(z.T, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2, interpolation="nearest")
         ax.set_yticks(range(len(top)), top, fontsize=6)
         group = pd.Series([f"{meta.loc[s, 'timepoint']}\n{meta.loc[s, 'response']}" for s in sids])
         starts = np.flatnonzero(np.r_[True, group.to_numpy()[1:] != group.to_numpy()[:-1]])
         ends = np.r_[starts[1:], len(group)]
         for x in starts[1:]:
             ax.axvline(x - 0.5, color="black", lw=1)
-        ax.set_xticks((starts + ends - 1) / 2, [f"{group[a]}\n(n={b - a})" for a, b in zip(starts, ends)], fontsize=5)
+        ax.set_xticks((starts + ends - 1) / 2, [f"{group[a]}\n(n={b - a})" for a, b in zip(starts, ends)], fontsize=6)
         ax.set_title(ct, fontsize=8)
     fig.suptitle(f"{title}: top genes, standardised log2-CPM of pseudobulks", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    w = fig.get_figwidth()
+    fig.tight_layout(rect=(0, 0, 1 - 1.0 / w, 1))
+    cax = fig.add_axes((1 - 0.75 / w, 0.25, 0.12 / w, 0.5))
+    fig.colorbar(im, cax=cax, extend="both").set_label("z-score of log2-CPM\n(per gene; ±2 = end of scale)",
+                                                       fontsize=7)
+    cax.tick_params(labelsize=7)
     return fig
 
 
+#: colour-bar labels of the values :func:`plot_effect_heatmap` is usually given
+VALUE_LABELS = {"t": "t statistic", "score": "enrichment score"}
+
+
 def plot_effect_heatmap(table: pd.DataFrame, *, value: str, row: str = "cell_type", col: str = "signature",
-                        fdr: float = 0.1, title: str = ""):
-    """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr.
+                        fdr: float = 0.1, title: str = "", value_label: str | None = None):
+    """A heatmap per design of ``value`` (rows x cols), with * where padj < fdr; one colour scale,
+    symmetric around 0, for every design (colour bar), grey where a pair has no value.
 
     Parameters
     ----------
@@ -215,36 +293,54 @@ def plot_effect_heatmap(table: pd.DataFrame, *, value: str, row: str = "cell_typ
         :func:`signature_tests`); rows whose ``status`` is not ``"tested"``, or without a value, are
         left out.
     value
-        Column shown as colour, on a scale symmetric around 0.
+        Column shown as colour, on a scale symmetric around 0 (the 98th percentile of its absolute
+        values across designs; larger values take the end colour).
     row, col
         Columns whose values are the heatmap's rows and columns.
     fdr
         Cells with ``padj`` below it are marked ``*``.
     title
-        Start of the figure's title.
+        The figure's title.
+    value_label
+        Label of the colour bar (default: :data:`VALUE_LABELS` of ``value``, or ``value``).
 
     Returns
     -------
     The matplotlib figure.
     """
+    import matplotlib.pyplot as plt
+
     tested = table[table["status"].eq("tested")] if "status" in table else table
     tested = tested.dropna(subset=[value]) if value in tested else tested.iloc[0:0]
     if tested.empty:
         return _empty_figure(f"{title}: nothing could be tested")
     designs = list(dict.fromkeys(tested["design"]))
     fig, axes = _grid(len(designs), ncols=3, size=(4.2, 0.25 * tested[row].nunique() + 1.8))
+    values = np.abs(tested[value].to_numpy(dtype=float))
+    lim = float(np.nanpercentile(values, 98)) if np.isfinite(values).any() else 1.0
+    lim = lim if lim > 0 else 1.0
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    im = None
     for ax, d in zip(axes, designs):
         sub = tested[tested["design"] == d]
-        M = sub.pivot_table(index=row, columns=col, values=value, aggfunc="first")
-        Q = sub.pivot_table(index=row, columns=col, values="padj", aggfunc="first").reindex_like(M)
-        lim = float(np.nanmax(np.abs(M.to_numpy()))) if np.isfinite(M.to_numpy()).any() else 1.0
-        ax.imshow(M.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        for (i, j), q in np.ndenumerate(Q.to_numpy()):
-            if np.isfinite(q) and q < fdr:
-                ax.text(j, i, "*", ha="center", va="center", fontsize=8)
+        M = sub.pivot_table(index=row, columns=col, values=value, aggfunc="first", dropna=False)
+        Q = sub.pivot_table(index=row, columns=col, values="padj", aggfunc="first", dropna=False).reindex_like(M)
+        V = M.to_numpy(dtype=float)
+        im = ax.imshow(np.ma.masked_invalid(V), aspect="auto", cmap=cmap, vmin=-lim, vmax=lim,
+                       interpolation="nearest")
+        for (i, j), q in np.ndenumerate(Q.to_numpy(dtype=float)):
+            if np.isfinite(q) and q < fdr:  # white on the dark end of the scale, black elsewhere
+                ax.text(j, i, "*", ha="center", va="center", fontsize=9, fontweight="bold",
+                        color="white" if abs(V[i, j]) > 0.6 * lim else "black")
         ax.set_xticks(range(M.shape[1]), M.columns, rotation=60, ha="right", fontsize=6)
         ax.set_yticks(range(M.shape[0]), M.index, fontsize=6)
         ax.set_title(d, fontsize=8)
-    fig.suptitle(f"{title} (colour: {value}; * FDR < {fdr})", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=9)
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / w, 1 - 0.2 / h))
+    cax = fig.add_axes((1 - 0.85 / w, 0.3, 0.12 / w, 0.4))
+    label = value_label or VALUE_LABELS.get(value, value)
+    fig.colorbar(im, cax=cax, extend="both").set_label(
+        f"{label} (red: up, blue: down)\n* FDR < {fdr:g}; grey: not tested", fontsize=7)
+    cax.tick_params(labelsize=7)
     return fig

@@ -144,7 +144,8 @@ def _scatter_categories(ax, xy: np.ndarray, values: pd.Series, title: str) -> No
     ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(i % cmap.N) for i in codes], s=2, linewidths=0, rasterized=True)
     for i, cat in enumerate(cats):
         ax.scatter([], [], color=cmap(i % cmap.N), s=12, label=str(cat))
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, ncol=1 + len(cats) // 16)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, ncol=1 + len(cats) // 16,
+              markerscale=1.2, handletextpad=0.2)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -157,7 +158,7 @@ def _axis_names(ax, name: str) -> None:
 
 
 def plot_tag_umap(prot: ad.AnnData, tags: Mapping[str, str], *, rna_umap: np.ndarray | None = None,
-                  color: str = "cell_type_major", max_tags: int = 6, random_state: int = 0):
+                  color: str = "cell_type_major", max_tags: int = len(LINEAGE_TAGS), random_state: int = 0):
     """The tag UMAP (``prot.obsm['X_umap']``, :func:`tag_umap`) coloured by cell type, and the
     RNA UMAP of the same cells coloured by each lineage tag's normalised value (colour bar per
     panel; clipped at the 1st and 99th percentiles).
@@ -173,7 +174,7 @@ def plot_tag_umap(prot: ad.AnnData, tags: Mapping[str, str], *, rna_umap: np.nda
     color
         obs column of the first panel's colours.
     max_tags
-        Tags drawn.
+        Tags drawn, the first of ``tags`` (default: every lineage tag; 1 + 7 panels fill two rows of 4).
     random_state
         Seed of the drawing order.
     """

@@ -133,9 +133,7 @@ def plot_tag_qc(prot: ad.AnnData, table: pd.DataFrame, *, flag_key: str = "isoty
         a1.plot([0, hi], [0, hi], ls="--", color="grey", lw=1, label="cells = empty droplets")
         # name the tags least above ambient (the ones a reader should check)
         ratio = table["cells_over_empties"].to_numpy(dtype=float)
-        for i in np.argsort(np.where(iso, np.inf, ratio))[:min(n_label, int((~iso).sum()))]:
-            a1.annotate(str(table["tag"].iloc[i]), (x.iloc[i], y.iloc[i]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+        named = np.argsort(np.where(iso, np.inf, ratio))[:min(n_label, int((~iso).sum()))]
         a1.set_xlabel("mean counts in empty droplets (log10(1 + x))")
         a1.set_ylabel("mean counts in cells (log10(1 + x))")
         a1.set_title(f"Tags in cells vs empty droplets (named: the {n_label} weakest tags)", fontsize=10)
@@ -153,7 +151,7 @@ def plot_tag_qc(prot: ad.AnnData, table: pd.DataFrame, *, flag_key: str = "isoty
                            Patch(color="tab:orange", label="isotype control")], fontsize=8)
 
     qc = prot.uns.get("tag_qc", {})
-    if "isotype_counts" in prot.obs and qc.get("isotypes"):
+    if "isotype_counts" in prot.obs and len(qc.get("isotypes", ())) > 0:  # a list, or an array from h5ad
         v = np.log10(1 + prot.obs["isotype_counts"].to_numpy(dtype=float))
         flag = prot.obs[flag_key].to_numpy(dtype=bool) if flag_key in prot.obs else np.zeros(v.size, bool)
         bins = np.linspace(v.min(), v.max() + 1e-9, 40)
@@ -172,5 +170,30 @@ def plot_tag_qc(prot: ad.AnnData, table: pd.DataFrame, *, flag_key: str = "isoty
         a2.text(0.5, 0.5, "no isotype controls in the panel", ha="center", va="center")
     fig.suptitle(title)
     fig.tight_layout()
+    if has_e and len(named):
+        _name_points(a1, x.to_numpy()[named], y.to_numpy()[named], table["tag"].to_numpy()[named], fontsize=7)
     plt.close(fig)
     return fig
+
+
+def _name_points(ax, x: np.ndarray, y: np.ndarray, names, *, fontsize: float = 7) -> None:
+    """Name points that may lie on top of each other: the names stand in a column at the right
+    edge of the panel (below the diagonal, where tags hardly ever are), each at its point's
+    height where there is room, else pushed apart by one line, with a leader line to its point.
+    Called after the layout is final (the spacing is in the panel's size)."""
+    ax.get_xlim(), ax.get_ylim()  # fix the autoscaled limits before converting
+    to_axes = ax.transData + ax.transAxes.inverted()
+    ty = to_axes.transform(np.c_[x, y])[:, 1]
+    height_pt = ax.get_window_extent().height * 72 / ax.figure.dpi
+    gap, lo, hi = 1.5 * fontsize / height_pt, 0.03, 0.97
+    order = np.argsort(ty, kind="stable")
+    pos = np.clip(ty[order], lo, hi)
+    for k in range(1, len(pos)):  # push up ...
+        pos[k] = max(pos[k], pos[k - 1] + gap)
+    pos[-1] = min(pos[-1], hi)
+    for k in range(len(pos) - 2, -1, -1):  # ... and back down from the top edge
+        pos[k] = min(pos[k], pos[k + 1] - gap)
+    for i, p in zip(order, pos):
+        ax.annotate(str(names[i]), (x[i], y[i]), xytext=(0.98, p), textcoords="axes fraction", fontsize=fontsize,
+                    ha="right", va="center", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=2, shrinkB=3))

@@ -84,7 +84,8 @@ def sample_hvg_stats(adata: ad.AnnData, *, n_top_genes: int = 2000,
     adata
         One sample, raw counts in ``X``.
     n_top_genes
-        HVGs asked of scanpy (only the statistics are kept).
+        HVGs asked of scanpy; only the statistics are kept, and they do not depend on it (so
+        each sample's QC job computes them once, whatever ``integration.n_top_genes`` is).
     spans
         Loess spans to try in turn.
 

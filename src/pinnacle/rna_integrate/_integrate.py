@@ -145,9 +145,12 @@ def cluster(adata: ad.AnnData, *, use_rep: str, resolutions=(0.5, 1.0), n_neighb
     random_state
         Seed for neighbours, UMAP and Leiden.
     """
+    log.info("neighbours on %s (%d cells)", use_rep, adata.n_obs)
     sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
+    log.info("UMAP")
     sc.tl.umap(adata, random_state=random_state)
     for res in resolutions:
+        log.info("Leiden at resolution %s", res)
         sc.tl.leiden(adata, resolution=float(res), key_added=f"leiden_{res}", flavor="igraph",
                      n_iterations=2, directed=False, random_state=random_state)
     return adata
@@ -193,7 +196,9 @@ def integrate(adata: ad.AnnData, *, method: str, compare: Sequence[str] = (), ba
             adata, model = run_scvi(adata, batch_key=batch_key, random_state=random_state, n_threads=n_threads,
                                     **(scvi_options or {}))
         elif m == "harmony":
+            log.info("Harmony on %d cells", adata.n_obs)
             run_harmony(adata, batch_key=batch_key, random_state=random_state)
+    log.info("unintegrated UMAP for the before/after figure")
     adata.obsm["X_umap_pca"] = unintegrated_umap(adata, batch_key=batch_key, max_cells=unintegrated_cells,
                                                  n_neighbors=n_neighbors, random_state=random_state)
     cluster(adata, use_rep=EMBEDDING_KEYS[method], resolutions=resolutions, n_neighbors=n_neighbors,
@@ -255,12 +260,16 @@ def unintegrated_umap(adata: ad.AnnData, *, batch_key: str, max_cells: int = 0, 
 
 
 def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_key: str,
-                        label_key: str, n_neighbors: int = 30, random_state: int = 0) -> pd.DataFrame:
+                        label_key: str, n_neighbors: int = 30) -> pd.DataFrame:
     """Batch mixing and biological conservation per embedding (scib-metrics).
 
     Batch: iLISI (scaled 0-1, higher = better mixed), batch silhouette, graph connectivity.
     Bio: cLISI, label silhouette, ARI/NMI of k-means clusters vs labels. Each embedding is
     scored on the same cells, so rows compare directly (unintegrated PCA is the baseline).
+    The kNN graph is exact (scikit-learn, brute force) rather than scib-metrics' pynndescent:
+    on the subsample the metrics run on (``integration.metrics_cells``) it takes seconds,
+    where pynndescent's numba compilation alone took ~40 s per run. The silhouettes are
+    quadratic in cells, which is what bounds the subsample.
 
     Parameters
     ----------
@@ -274,8 +283,6 @@ def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_
         obs column of the cell labels.
     n_neighbors
         Neighbours for the kNN-based metrics.
-    random_state
-        Seed for the neighbour search.
 
     Returns
     -------
@@ -285,14 +292,17 @@ def integration_metrics(adata: ad.AnnData, *, embeddings: dict[str, str], batch_
 
     jax.config.update("jax_enable_x64", False)  # pertpy (if imported) turns it on; LISI needs 32-bit
     import scib_metrics
-    from scib_metrics.nearest_neighbors import pynndescent
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
 
     batches = adata.obs[batch_key].astype(str).to_numpy()
     labels = adata.obs[label_key].astype(str).to_numpy()
     rows = []
     for name, key in embeddings.items():
         X = np.asarray(adata.obsm[key], dtype=np.float32)
-        nn = pynndescent(X, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1)
+        # each cell is its own first neighbour, as in pynndescent's graph that scib-metrics expects
+        dist, idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(X)), algorithm="brute").fit(X).kneighbors(X)
+        nn = NeighborsResults(indices=idx, distances=dist)
         nmi_ari = scib_metrics.nmi_ari_cluster_labels_kmeans(X, labels)
         rows.append({
             "embedding": name,

@@ -35,6 +35,10 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
     and the number of multiplets is known from the number of cells loaded. With ``"auto"`` the
     expected-rate rule is the fallback when Scrublet finds no valley.
 
+    Neighbours of the observed and simulated cells are exact (``use_approx_neighbors=False``):
+    with one sample per process, the approximate search's numba compilation (pynndescent)
+    cost ~40 s per job, ten times the exact search on a 5,000-cell sample.
+
     Parameters
     ----------
     adata
@@ -52,7 +56,7 @@ def call_doublets(adata: ad.AnnData, *, expected_rate: float, threshold: str = "
     sub = ad.AnnData(adata.X, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
     n_pcs = int(min(30, sub.n_obs - 1, sub.n_vars - 1))
     sc.pp.scrublet(sub, expected_doublet_rate=expected_rate, random_state=random_state,
-                   n_prin_comps=n_pcs, verbose=False)
+                   n_prin_comps=n_pcs, use_approx_neighbors=False, verbose=False)
     scores = sub.obs["doublet_score"].to_numpy()
     auto = sub.uns.get("scrublet", {}).get("threshold")
     if threshold == "auto" and auto is not None and np.isfinite(auto):

@@ -79,7 +79,7 @@ def plot_qc_summary(obs: pd.DataFrame, *, table: pd.DataFrame | None = None, met
                 ax.bar(x, vals, bottom=bottom, color=color, label=name, width=0.8)
                 bottom += vals
         ax.set_ylabel("cells")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars
     axes[-1].set_xticks(np.arange(1, len(order) + 1), order, rotation=90)
     axes[0].set_title("Per-cell QC metrics by sample (all cells loaded)")
     return fig
@@ -151,7 +151,7 @@ def plot_sample_qc(adata: ad.AnnData, thresholds: dict | None = None, *, title: 
     ax.set_xlabel("UMIs")
     ax.set_ylabel("genes")
     if has_mt:
-        fig.colorbar(pts, ax=ax, label="% mito")
+        fig.colorbar(pts, ax=ax, label="% mitochondrial", extend="max")  # 50% and above: the top colour
     fig.suptitle(title)
     return fig
 

@@ -6,10 +6,10 @@ The pipeline must run with no edits (``snakemake --cores all``) and every stage 
 known answer. This package writes a small trial - patients x (baseline, resection), responders
 and non-responders, all three modalities - in the file formats real data arrive in (Cell Ranger
 h5, a wide scDNA bin table, MaxQuant ``proteinGroups.txt``), together with a ``truth/`` folder
-that records what was planted (its file names: :mod:`pinnacle.cohort_layout`). Only the
+that records what was planted (its file names: :mod:`pinnacle.io.cohort_layout`). Only the
 truth-check of the workflow reads ``truth/``; no analysis module imports this package, and this
 package imports no analysis module (only :mod:`pinnacle.writers`, :mod:`pinnacle.errors` and
-:mod:`pinnacle.cohort_layout`), so
+:mod:`pinnacle.io.cohort_layout`), so
 a stage cannot peek at the answer.
 
 What is hand-written, and which model each part uses
@@ -140,8 +140,8 @@ See docs/simulator.md for the measured simulator-vs-real table.
 
 from __future__ import annotations
 
-from pinnacle import cohort_layout as layout  # noqa: F401  (the truth files' names)
-from pinnacle.cohort_layout import cohort_sheets
+from pinnacle.io import cohort_layout as layout  # noqa: F401  (the truth files' names)
+from pinnacle.io.cohort_layout import cohort_sheets
 
 from ._calibration import _REAL_TYPE as _REAL_TYPE
 from ._calibration import _carriers as _carriers

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pinnacle import cohort_layout as layout
 from pinnacle import writers
-from pinnacle.cohort_layout import cohort_sheets
+from pinnacle.io import cohort_layout as layout
+from pinnacle.io.cohort_layout import cohort_sheets
 
 from ._calibration import _load_real_tables
 from ._design import _design, _effects_table

@@ -4,7 +4,7 @@ the state levels (see the package docstring for where each comes from)."""
 
 from __future__ import annotations
 
-from pinnacle.cohort_layout import TIMEPOINTS  # noqa: F401  (the sheets' contract)
+from pinnacle.io.cohort_layout import TIMEPOINTS  # noqa: F401  (the sheets' contract)
 
 # ---------------------------------------------------------------------------------------------
 # Cell types and their programmes
