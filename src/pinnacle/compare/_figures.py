@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pinnacle._labels import place_labels
+
 
 def _grid(n: int, *, ncols: int = 5, size: tuple[float, float] = (3.0, 2.6)):
     import matplotlib
@@ -41,40 +43,6 @@ HIT_COLOUR = "#d1495b"
 #: where a point's name may go, in offset points from the point, first free one wins
 LABEL_SPOTS = tuple((dx * side, dy, "left" if side > 0 else "right")
                     for dy in (2, -10, 10, -18, 18, -26, 26, -34, 34) for dx in (3, 12) for side in (1, -1))
-
-
-def _place_labels(ax, texts, *, spots=LABEL_SPOTS) -> None:
-    """Put each label (an :class:`~matplotlib.text.Annotation` in offset points) at the first of
-    ``spots`` (``(dx, dy, ha)``) where it overlaps no label already placed and stays inside the
-    panel, or else where it overlaps least. Call it after the layout (it works in display space)."""
-    from matplotlib.text import Text
-
-    renderer = ax.figure.canvas.get_renderer()
-    panel = ax.get_window_extent(renderer)
-    placed = []
-
-    def cost(box):
-        inside = (max(0.0, panel.x0 - box.x0) + max(0.0, box.x1 - panel.x1) + max(0.0, panel.y0 - box.y0)
-                  + max(0.0, box.y1 - panel.y1)) * box.height
-        return inside + sum(max(0.0, min(box.x1, b.x1) - max(box.x0, b.x0))
-                            * max(0.0, min(box.y1, b.y1) - max(box.y0, b.y0)) for b in placed)
-
-    for t in texts:
-        best = None
-        for dx, dy, ha in spots:
-            t.xyann = (dx, dy)
-            t.set_horizontalalignment(ha)
-            t.update_positions(renderer)
-            box = Text.get_window_extent(t, renderer).expanded(1.04, 1.15)  # the name, not its line
-            c = cost(box)
-            if best is None or c < best[0]:
-                best = (c, dx, dy, ha, box)
-            if c == 0:
-                break
-        _, dx, dy, ha, box = best
-        t.xyann = (dx, dy)
-        t.set_horizontalalignment(ha)
-        placed.append(box)
 
 
 def plot_composition_pairs(props: pd.DataFrame, meta: pd.DataFrame, tests: pd.DataFrame, *,
@@ -196,7 +164,7 @@ def plot_volcanoes(de: pd.DataFrame, *, fdr: float = 0.1, title: str = "",
         texts = [ax.annotate(gene, (x, y), xytext=(3, 2), textcoords="offset points", va="bottom", fontsize=6,
                              arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.4", "shrinkA": 0, "shrinkB": 2})
                  for gene, x, y in named]
-        _place_labels(ax, texts)
+        place_labels(ax, texts, LABEL_SPOTS, pad=(1.04, 1.15))
     return fig
 
 

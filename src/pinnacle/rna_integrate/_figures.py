@@ -9,6 +9,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from pinnacle._labels import place_labels
+
 log = logging.getLogger(__name__)
 
 def category_palette(n: int) -> list:
@@ -90,37 +92,6 @@ def _label_places(xy: np.ndarray, codes: np.ndarray, n: int, *, bins: int = 40) 
     return places
 
 
-def _place_names(ax, texts) -> None:
-    """Move each name (an annotation in offset points) to the first of :data:`_NAME_SPOTS` where it
-    overlaps no name placed before it and stays in the panel (else where it overlaps least).
-    Works in display space: the figure's layout must be final."""
-    from matplotlib.text import Text
-
-    renderer = ax.figure.canvas.get_renderer()
-    panel = ax.get_window_extent(renderer)
-    placed = []
-
-    def cost(box):
-        out = (max(0.0, panel.x0 - box.x0) + max(0.0, box.x1 - panel.x1) + max(0.0, panel.y0 - box.y0)
-               + max(0.0, box.y1 - panel.y1)) * box.height
-        return out + sum(max(0.0, min(box.x1, b.x1) - max(box.x0, b.x0))
-                         * max(0.0, min(box.y1, b.y1) - max(box.y0, b.y0)) for b in placed)
-
-    for t in texts:
-        best = None
-        for spot in _NAME_SPOTS:
-            t.xyann = spot
-            t.update_positions(renderer)
-            box = Text.get_window_extent(t, renderer).expanded(1.05, 1.1)
-            c = cost(box)
-            if best is None or c < best[0]:
-                best = (c, spot, box)
-            if c == 0:
-                break
-        t.xyann = best[1]
-        placed.append(best[2])
-
-
 def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequence[str]):
     """One row per embedding's UMAP, one column per obs key: before/after integration at a glance.
 
@@ -197,7 +168,7 @@ def plot_embeddings(adata: ad.AnnData, *, bases: dict[str, str], colors: Sequenc
         fig.get_layout_engine().execute(fig)
         fig.set_layout_engine("none")
         for ax, texts in names.items():
-            _place_names(ax, texts)
+            place_labels(ax, texts, _NAME_SPOTS)
     return fig
 
 
