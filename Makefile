@@ -7,6 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 STAMP := $(VENV)/.installed
 BENCH_SIZES ?= 20000 100000 300000
+BENCH_PATIENTS ?= 10
 
 .PHONY: venv demo test test-fast lint dryrun report bench lock clean
 
@@ -51,9 +52,10 @@ report: $(STAMP)
 	$(SNAKEMAKE) --report results/report.html
 
 # Simulated cohorts of each size through QC..annotation (Harmony, then scVI) and the bare scanpy
-# baseline; writes docs/benchmarks.md. BENCH_SIZES="20000 100000 300000 1000000" adds the opt-in 1M.
+# baseline; writes docs/benchmarks.md. BENCH_SIZES="20000 100000 300000 1000000" adds the opt-in 1M;
+# BENCH_PATIENTS=53 simulates the trial's 106 samples (cells split evenly; 10 patients by default).
 bench: $(STAMP)
-	$(PY) tools/bench.py --sizes $(BENCH_SIZES) --workdir bench --out docs/benchmarks.md
+	$(PY) tools/bench.py --sizes $(BENCH_SIZES) --patients $(BENCH_PATIENTS) --workdir bench --out docs/benchmarks.md
 
 lock: $(STAMP)
 	( echo "# Full pinned environment (pip freeze of a verified install; Python 3.11, CPU torch)."; \

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TARGETS = ["results/rna/qc_summary.tsv", "results/cohort/annotated.h5ad", "results/figures/umap_integration.png",
            "results/tables/integration_metrics.tsv"]
-PATIENTS = 10
+PATIENTS = 10  # default; --patients 53 gives the trial's shape (106 samples of ~9,400 cells at 1M)
 
 
 
@@ -52,11 +52,11 @@ def _config(run: Path, cohort: Path, *, method: str, scvi_epochs: int) -> Path:
     return path
 
 
-def _simulate(cohort: Path, cells: int, seed: int) -> None:
+def _simulate(cohort: Path, cells: int, seed: int, patients: int = PATIENTS) -> None:
     if (cohort / "samples.tsv").exists():
         return
-    per_sample = cells // (2 * PATIENTS)
-    subprocess.run([str(BIN / "pinnacle-simulate"), "--out", str(cohort), "--patients", str(PATIENTS),
+    per_sample = cells // (2 * patients)
+    subprocess.run([str(BIN / "pinnacle-simulate"), "--out", str(cohort), "--patients", str(patients),
                     "--cells", str(per_sample), "--empty", str(per_sample), "--dna-cells", "0",
                     "--seed", str(seed), "--quiet"], check=True)
     samples = pd.read_csv(cohort / "samples.tsv", sep="\t")  # RNA only: the bench is about cells
@@ -100,14 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="bench")
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--patients", type=int, default=PATIENTS,
+                        help="patients simulated (2 samples each); cells are split evenly over the samples")
     args = parser.parse_args(argv)
     work = Path(args.workdir).resolve()
     summary, tables = [], {m: {} for m in args.methods}
     for cells in args.sizes:
-        cohort, run = work / f"cells_{cells}" / "cohort", work / f"cells_{cells}" / "run"
+        name = f"cells_{cells}" if args.patients == PATIENTS else f"cells_{cells}_patients_{args.patients}"
+        cohort, run = work / name / "cohort", work / name / "run"
         run.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        _simulate(cohort, cells, args.seed)
+        _simulate(cohort, cells, args.seed, args.patients)
         sim_s = time.perf_counter() - start
         since = 0.0
         for method in args.methods:
@@ -136,7 +139,7 @@ def write_report(summary: pd.DataFrame, tables: dict, out: Path, args) -> None:
     lines = ["# Benchmarks", "",
              f"One `make bench` run (`tools/bench.py --sizes {' '.join(map(str, args.sizes))}`), "
              f"{time.strftime('%Y-%m-%d')}, on {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-             f"`--cores {args.cores}`. Simulated cohorts of {PATIENTS} patients x 2 timepoints "
+             f"`--cores {args.cores}`. Simulated cohorts of {args.patients} patients x 2 timepoints "
              "(`pinnacle-simulate`), RNA only, given to the pipeline as real data through the sheets. "
              "The pipeline runs QC (ambient, Scrublet, figures), HVGs, the cohort object, integration, "
              "annotation and the integration figure and metrics; the bare script "
