@@ -1,4 +1,4 @@
-"""Cohorts for tests: the simulator's analysis-ready cohort object (from pinnacle.benchmarks, which
+"""Cohorts for tests: the simulator's analysis-ready cohort object (from pinnacle.truth_check, which
 tools/scvi_benchmark.py uses too) and the pipeline's clustering for real-data tests."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import anndata as ad
 
 from pinnacle import rna_integrate
-from pinnacle.benchmarks import simulated_cohort_object
+from pinnacle.truth_check import simulated_cohort_object
 
 __all__ = ["cluster_like_pipeline", "simulated_cohort_object"]
 

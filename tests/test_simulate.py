@@ -655,10 +655,11 @@ def test_simulate_imports_no_analysis_module():
 
 
 def test_no_analysis_module_imports_the_simulator():
-    """Only the truth check and the benchmark cohorts may import the simulator; the run reads a
-    simulated cohort through pinnacle.io.cohort_layout (a stage cannot peek at the answer)."""
+    """Only the truth check (with the simulated cohorts of tests and benchmarks) may import the
+    simulator; the run reads a simulated cohort through pinnacle.io.cohort_layout (a stage cannot
+    peek at the answer)."""
     root = Path(simulate.__file__).parents[1]
-    allowed = {"benchmarks.py", "truth_check"}
+    allowed = {"truth_check"}
     def imports_simulator(line: str) -> bool:
         line = line.strip()
         if not line.startswith(("import ", "from ")):
@@ -674,10 +675,10 @@ def test_no_analysis_module_imports_the_simulator():
 
 def test_no_analysis_module_names_the_truth():
     """The analysis stages (the readers in io included) neither import the truth layout nor spell
-    the truth folder: only the layout itself, the run's wiring (config), the truth check, the
-    benchmarks and the simulator know it."""
+    the truth folder: only the layout itself, the run's wiring (config), the truth check and the
+    simulator know it."""
     root = Path(simulate.__file__).parents[1]
-    wiring = {"config.py", "io/cohort_layout.py", "truth_check", "benchmarks.py", "simulate", "writers.py",
+    wiring = {"config.py", "io/cohort_layout.py", "truth_check", "simulate", "writers.py",
               "errors.py", "__init__.py"}
     offenders = []
     for f in sorted(root.rglob("*.py")):

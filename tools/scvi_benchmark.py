@@ -35,7 +35,7 @@ def main() -> int:
     import torch
 
     from pinnacle import rna_integrate
-    from pinnacle.benchmarks import simulated_cohort_object
+    from pinnacle.truth_check import simulated_cohort_object
 
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:

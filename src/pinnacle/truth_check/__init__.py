@@ -6,7 +6,7 @@ would prove nothing. Each stage contributes ``check_*`` functions that return ro
 
 Modules (private): ``_rna`` (row helpers and the scRNA stages: reading, QC, integration,
 annotation, comparisons, proteomics), ``_cnv`` (copy number and clones), ``_protein`` (CITE-seq
-normalisation).
+normalisation), ``_cohorts`` (analysis-ready simulated cohorts for tests and benchmarks).
 """
 
 from ._cnv import (
@@ -16,6 +16,7 @@ from ._cnv import (
     check_scdna_clones,
     planted_copy_number,
 )
+from ._cohorts import simulated_cohort_object
 from ._protein import (
     DSB_LINEAGE_TAGS,
     check_dsb,
@@ -50,6 +51,7 @@ from ._rna import (
 )
 
 __all__ = [
+    "simulated_cohort_object",
     "DSB_LINEAGE_TAGS", "check_dsb", "check_dsb_isotypes", "check_dsb_lineage", "check_dsb_nonspecific_binding",
     "check_clone_dynamics", "check_malignant_calls", "check_rna_clones", "check_scdna_clones", "planted_copy_number",
     "COLUMNS", "row", "truth_table", "auroc", "check_rna_reading", "check_qc_metrics", "check_adt",
