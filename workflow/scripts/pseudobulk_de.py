@@ -5,19 +5,12 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 import anndata as ad  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from pinnacle import compare, writers  # noqa: E402
 
-
-def read(path):
-    # Names stay text ("NA" is a gene or a cell type, not a missing value); floats read back exactly.
-    return pd.read_csv(path, sep="\t", dtype={"cell_type": str, "gene": str, "loo_driven_by": str},
-                       keep_default_na=False, na_values=[""], float_precision="round_trip")
-
-
 p, design, out = snakemake.params, snakemake.wildcards.design, snakemake.output
-res, status = compare.combine_de([read(f) for f in snakemake.input.tables], [read(f) for f in snakemake.input.status])
+res, status = compare.combine_de([compare.read_result_table(f) for f in snakemake.input.tables],
+                                 [compare.read_result_table(f) for f in snakemake.input.status])
 writers.write_table(res, out.table, sep="\t", index=False)
 writers.write_table(status, out.status, sep="\t", index=False)
 writers.write_table(compare.significant(res, fdr=p.fdr), out.significant, sep="\t", index=False)

@@ -8,19 +8,12 @@ import pandas as pd  # noqa: E402
 
 from pinnacle import compare, writers  # noqa: E402
 
-
-def read(path, text=("design", "cell_type", "gene", "signature", "loo_driven_by")):
-    # Names stay text ("NA" is a gene or a cell type, not a missing value); floats read back exactly.
-    return pd.read_csv(path, sep="\t", dtype=dict.fromkeys(text, str), keep_default_na=False, na_values=[""],
-                       float_precision="round_trip")
-
-
 p = snakemake.params
-de = pd.concat([read(path) for path in snakemake.input.de], ignore_index=True)
+de = pd.concat([compare.read_result_table(path) for path in snakemake.input.de], ignore_index=True)
 signatures = compare.load_signatures(snakemake.input.signatures)
 enr = compare.signature_enrichment(de, signatures)
 # camera (inter-gene correlation allowed for) next to ulm, on the same statistics, samples and design
-cam = compare.combine_camera([read(path) for path in snakemake.input.camera])
+cam = compare.combine_camera([compare.read_result_table(path) for path in snakemake.input.camera])
 enr = enr.merge(cam, on=["design", "cell_type", "signature"], how="left")
 writers.write_table(enr, snakemake.output.table, sep="\t", index=False)
 fig = compare.plot_effect_heatmap(enr.assign(padj=enr["camera_fdr"]), value="score", fdr=p.fdr,

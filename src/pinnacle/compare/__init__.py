@@ -53,6 +53,7 @@ from ._de import (
     leave_one_patient_out,
     pseudobulk_de,
     pseudobulk_sample,
+    read_result_table,
     significant,
 )
 from ._design import (
@@ -123,6 +124,7 @@ __all__ = [
     "proportions",
     "protein_test",
     "pseudobulk_de",
+    "read_result_table",
     "pseudobulk_sample",
     "sample_meta",
     "score_cells",

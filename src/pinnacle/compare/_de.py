@@ -515,6 +515,23 @@ def cell_type_pseudobulks(pb: ad.AnnData, cell_type: str) -> ad.AnnData:
     return sub.to_memory() if pb.isbacked else sub.copy()
 
 
+NAME_COLUMNS = ("design", "cell_type", "gene", "signature", "loo_driven_by")
+
+
+def read_result_table(path) -> pd.DataFrame:
+    """A comparison table written by the workflow, read back as it was written: names stay text
+    ("NA" is a gene or a cell type, not a missing value) and floats read back exactly, so joined
+    per-type parts equal one call over every type.
+
+    Parameters
+    ----------
+    path
+        A tab-separated table (per-type DE, status or camera part; a design's DE table).
+    """
+    return pd.read_csv(path, sep="\t", dtype=dict.fromkeys(NAME_COLUMNS, str), keep_default_na=False,
+                       na_values=[""], float_precision="round_trip")
+
+
 def combine_de(tables: Sequence[pd.DataFrame], statuses: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join the per-type results of one design (:func:`pseudobulk_de` called on one type each)
     into the two tables one call on all those types gives, in the order given. Nothing is
